@@ -1,0 +1,85 @@
+# hingecraft.enterprise_db — the two commands a newcomer needs: `make lab` and `make test`.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+BIN         := $(VENV)/bin
+COLL_ROOT   := .collections/ansible_collections/hingecraft
+COLL_LINK   := $(COLL_ROOT)/enterprise_db
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PY_COLORS := 0
+export ANSIBLE_FORCE_COLOR := 0
+
+# Molecule scenarios that `make test` runs, in order (each: create, converge, idempotence, verify, destroy).
+MOLECULE_SCENARIOS ?= pki postgresql
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: requirements.txt requirements-test.txt
+	@echo "[venv] creating $(VENV) with pinned packages"
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-test.txt
+	touch $@
+
+$(COLL_LINK):
+	mkdir -p $(COLL_ROOT)
+	ln -sfn ../../.. $(COLL_LINK)
+
+.PHONY: venv
+venv: $(VENV)/.stamp $(COLL_LINK) ## Virtualenv with the pinned packages, collection linked in place
+
+.PHONY: engine
+engine: ## Make sure a Docker engine answers (installs docker.io and starts dockerd if needed)
+	scripts/docker-engine.sh
+
+.PHONY: image
+image: engine ## Build (or reuse) the Debian 13 systemd base image
+	scripts/base-image.sh >/dev/null
+
+.PHONY: lab
+lab: venv image ## Bring up the lab: containers on a private network, then playbooks/site.yml
+	$(BIN)/ansible-playbook playbooks/lab.yml
+	$(BIN)/ansible-playbook playbooks/site.yml
+
+.PHONY: lab-destroy
+lab-destroy: venv engine ## Remove the lab containers and network
+	$(BIN)/ansible-playbook playbooks/lab.yml -e lab_state=absent
+
+.PHONY: lint
+lint: venv ## ansible-lint (production), yamllint, ruff, ansible-test sanity
+	$(BIN)/yamllint -s .
+	$(BIN)/ruff check plugins tests scripts
+	$(BIN)/ansible-lint --profile production
+	scripts/sanity.sh
+
+.PHONY: unit
+unit: venv ## Pure-Python unit tests
+	$(BIN)/pytest -q tests/unit
+
+.PHONY: integration
+integration: venv image ## Modules against a real PostgreSQL 17 container
+	$(BIN)/pytest -q tests/integration
+
+.PHONY: molecule
+molecule: venv image ## Every Molecule scenario in MOLECULE_SCENARIOS
+	for s in $(MOLECULE_SCENARIOS); do
+	  echo "[molecule] scenario $$s ($$(date +%T))"
+	  start=$$(date +%s)
+	  $(BIN)/molecule test -s $$s
+	  echo "[molecule] scenario $$s passed in $$(( $$(date +%s) - start )) s"
+	done
+
+.PHONY: test
+test: lint unit integration molecule ## Everything CI runs
+
+.PHONY: clean
+clean: ## Remove the virtualenv and local caches (not the lab)
+	rm -rf $(VENV) .collections .cache .pytest_cache tests/output
