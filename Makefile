@@ -36,8 +36,12 @@ $(COLL_LINK):
 .PHONY: venv
 venv: $(VENV)/.stamp $(COLL_LINK) ## Virtualenv with the pinned packages, collection linked in place
 
+.PHONY: tools
+tools: ## Host packages: debootstrap, docker.io, shellcheck (installed only when missing)
+	scripts/host-tools.sh
+
 .PHONY: engine
-engine: ## Make sure a Docker engine answers (installs docker.io and starts dockerd if needed)
+engine: tools ## Make sure a Docker engine answers (starts dockerd in the background if needed)
 	scripts/docker-engine.sh
 
 .PHONY: image
@@ -54,7 +58,7 @@ lab-destroy: venv engine ## Remove the lab containers and network
 	$(BIN)/ansible-playbook playbooks/lab.yml -e lab_state=absent
 
 .PHONY: lint
-lint: venv ## ansible-lint (production), yamllint, ruff, ansible-test sanity
+lint: venv tools ## ansible-lint (production), yamllint, ruff, ansible-test sanity
 	$(BIN)/yamllint -s .
 	$(BIN)/ruff check plugins tests scripts
 	$(BIN)/ansible-lint --profile production

@@ -7,7 +7,6 @@ log() { printf '[image] %s\n' "$*" >&2; }
 
 IMAGE_REPO=${HC_IMAGE_REPO:-hingecraft/debian13-systemd}
 PACKAGES=python3,python3-apt,systemd,systemd-sysv,sudo,ca-certificates,iproute2,procps,gnupg
-here=$(cd "$(dirname "$0")" && pwd)
 
 # The mirror comes from the host's own apt sources; the apt.conf.d settings that make it usable
 # (snapshots past their Valid-Until date) are copied into the image.
