@@ -194,14 +194,18 @@ class PgSession:
         except psycopg.Error as e:
             self._fail(f'query failed: {self._safe_render(stmt, params)}: {to_text_error(e)}')
 
-    def execute(self, stmt, params=None, redact=False):
-        """Run a change and record it in ``queries`` (``redact=True`` records it without parameter values).
+    def execute(self, stmt, params=None, redact=False, label=None):
+        """Run a change and record it in ``queries`` (``redact=True`` records it without parameter values,
+        ``label`` records that text instead of the statement, e.g. for a whole migration file).
 
         Inside ``autocommit_block()`` in check mode the statement is recorded but not executed.
         """
         if isinstance(stmt, str):
             stmt = sql.SQL(stmt)
-        text = stmt.as_string(self.conn) if (redact or params is None) else self.render(stmt, params)
+        if label is not None:
+            text = label
+        else:
+            text = stmt.as_string(self.conn) if (redact or params is None) else self.render(stmt, params)
         self.queries.append(text)
         if self._in_autocommit_block and self.check_mode:
             return None
@@ -229,6 +233,23 @@ class PgSession:
             self._in_autocommit_block = False
             if not self.check_mode and not previous and not self.conn.closed:
                 self.conn.autocommit = False
+
+    @contextlib.contextmanager
+    def probe(self):
+        """A savepoint that is always rolled back: build throw-away objects (a temp table, an index on it, a
+        temp view) to let PostgreSQL canonicalise a desired definition, then compare it with the catalog.
+        Statements inside go through query() and are not recorded."""
+        if self.conn.autocommit:
+            raise RuntimeError('probe() needs a transaction (PgSession(autocommit=False))')
+        with self.conn.cursor() as cur:
+            cur.execute('SAVEPOINT hc_probe')
+        try:
+            yield self
+        finally:
+            if not self.conn.closed:
+                with self.conn.cursor() as cur:
+                    cur.execute('ROLLBACK TO SAVEPOINT hc_probe')
+                    cur.execute('RELEASE SAVEPOINT hc_probe')
 
     def finish(self, changed=True):
         """Commit (roll back in check mode or when nothing changed)."""

@@ -86,35 +86,44 @@ def catalog_snapshot(db=DB):
     """
     user_ns = ("n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
                "AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'")
-    snap = {
-        'schemas': psql_rows(f"SELECT nspname FROM pg_namespace n WHERE {user_ns} ORDER BY 1"),
-        'relations': psql_rows(
+    parts = {
+        'schemas': f"SELECT nspname FROM pg_namespace n WHERE {user_ns} ORDER BY 1",
+        'relations':
             "SELECT n.nspname, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, "
             "pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE {user_ns} ORDER BY 1, 2"),
-        'columns': psql_rows(
+            f"WHERE {user_ns} ORDER BY 1, 2",
+        'columns':
             "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type, "
             "pg_get_expr(d.adbin, d.adrelid) AS expr FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
             f"AND d.adnum = a.attnum WHERE {user_ns} AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m') "
-            "ORDER BY 1, 2, 3"),
-        'indexes': psql_rows("SELECT schemaname, indexname, indexdef FROM pg_indexes "
-                             "WHERE schemaname NOT IN ('pg_catalog') ORDER BY 1, 2"),
-        'functions': psql_rows(
+            "ORDER BY 1, 2, 3",
+        'indexes': "SELECT schemaname, indexname, indexdef FROM pg_indexes "
+                   "WHERE schemaname NOT IN ('pg_catalog') ORDER BY 1, 2",
+        'functions':
             "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) AS args, md5(p.prosrc) AS src "
             f"FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user_ns} "
-            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') ORDER BY 1, 2, 3"),
-        'triggers': psql_rows("SELECT tgrelid::regclass::text AS rel, tgname, tgenabled FROM pg_trigger "
-                              "WHERE NOT tgisinternal ORDER BY 1, 2"),
-        'policies': psql_rows("SELECT schemaname, tablename, policyname, cmd, roles::text, qual, with_check "
-                              "FROM pg_policies ORDER BY 1, 2, 3"),
-        'ts_configs': psql_rows("SELECT n.nspname, c.cfgname FROM pg_ts_config c "
-                                f"JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE {user_ns} ORDER BY 1, 2"),
-        'extensions': psql_rows("SELECT extname, extversion FROM pg_extension ORDER BY 1"),
-        'roles': psql_rows("SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%' ORDER BY 1"),
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') ORDER BY 1, 2, 3",
+        'triggers': "SELECT tgrelid::regclass::text AS rel, tgname, tgenabled FROM pg_trigger "
+                    "WHERE NOT tgisinternal ORDER BY 1, 2",
+        'policies': "SELECT schemaname, tablename, policyname, cmd, roles::text, qual, with_check "
+                    "FROM pg_policies ORDER BY 1, 2, 3",
+        'ts_configs': "SELECT n.nspname, c.cfgname FROM pg_ts_config c "
+                      f"JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE {user_ns} ORDER BY 1, 2",
+        'extensions': "SELECT extname, extversion FROM pg_extension ORDER BY 1",
+        'roles': "SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%' ORDER BY 1",
+        'acls': "SELECT n.nspname, c.relname, c.relacl::text AS acl FROM pg_class c "
+                f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user_ns} AND c.relacl IS NOT NULL ORDER BY 1, 2",
     }
-    if psql_value("SELECT count(*) FROM pg_namespace WHERE nspname = 'cron'"):
-        snap['cron_jobs'] = psql_rows("SELECT jobname, schedule, command, database FROM cron.job ORDER BY 1")
+    cron = "CASE WHEN to_regclass('cron.job') IS NULL THEN '[]'::json ELSE " \
+           "(SELECT coalesce(json_agg(j ORDER BY j.jobname), '[]') FROM (SELECT jobname, schedule, command, database " \
+           "FROM cron.job) j) END"
+    # one psql round trip: a JSON object with one array per catalog part
+    select = ', '.join(f"'{k}', (SELECT coalesce(json_agg(t), '[]'::json) FROM ({q}) t)" for k, q in parts.items())
+    query = f'SELECT json_build_object({select}) AS snap'
+    snap = psql_value(query, db=db)
+    if psql_value("SELECT to_regclass('cron.job') IS NOT NULL", db=db):
+        snap['cron_jobs'] = psql_value(f'SELECT {cron} AS jobs', db=db)
     return snap
 
 
