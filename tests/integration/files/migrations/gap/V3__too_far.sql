@@ -1,0 +1,1 @@
+CREATE TABLE it_pg_migrate.should_never_exist (id int);

@@ -1,0 +1,1 @@
+DROP TABLE it_pg_migrate.members;

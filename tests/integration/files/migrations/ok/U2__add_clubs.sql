@@ -1,0 +1,2 @@
+ALTER TABLE it_pg_migrate.members DROP COLUMN club_id;
+DROP TABLE it_pg_migrate.clubs;

@@ -1,0 +1,1 @@
+ALTER TABLE it_pg_migrate.members DROP COLUMN display_name;
