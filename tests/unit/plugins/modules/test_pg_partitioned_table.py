@@ -1,0 +1,57 @@
+# Copyright (c) 2026, HingeCraft platform engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from ansible_collections.hingecraft.enterprise_db.plugins.modules.pg_partitioned_table import (
+    add_periods,
+    expired,
+    fail_on_list_duplicates,
+    parse_partition_name,
+    partition_name,
+    wanted_periods,
+)
+
+D = datetime.date
+
+
+def test_add_periods_crosses_years():
+    assert add_periods(D(2026, 11, 1), 'month', 3) == D(2027, 2, 1)
+    assert add_periods(D(2026, 1, 1), 'month', -1) == D(2025, 12, 1)
+    assert add_periods(D(2026, 12, 31), 'day', 1) == D(2027, 1, 1)
+
+
+def test_names_round_trip():
+    assert partition_name('donations', D(2026, 6, 1), 'month') == 'donations_p202606'
+    assert partition_name('events', D(2026, 6, 15), 'day') == 'events_p20260615'
+    assert parse_partition_name('donations', 'donations_p202606', 'month') == D(2026, 6, 1)
+    assert parse_partition_name('donations', 'donations_default', 'month') is None
+    assert parse_partition_name('donations', 'donations_p202613', 'month') is None
+    long = 'x' * 63
+    name = partition_name(long, D(2026, 6, 1), 'month')
+    assert len(name.encode()) <= 63
+    assert parse_partition_name(long, name, 'month') == D(2026, 6, 1)
+
+
+def test_wanted_periods_premake_start_and_retention():
+    assert wanted_periods(D(2026, 6, 15), 'month', 2) == [D(2026, 6, 1), D(2026, 7, 1), D(2026, 8, 1)]
+    assert wanted_periods(D(2026, 6, 15), 'month', 0, start=D(2026, 4, 9)) == [D(2026, 4, 1), D(2026, 5, 1),
+                                                                               D(2026, 6, 1)]
+    # retention narrows a start that lies further back
+    assert wanted_periods(D(2026, 6, 15), 'month', 0, start=D(2025, 1, 1), retention=1) == [D(2026, 5, 1),
+                                                                                          D(2026, 6, 1)]
+    assert wanted_periods(D(2026, 6, 15), 'day', 1) == [D(2026, 6, 15), D(2026, 6, 16)]
+
+
+def test_expired_keeps_the_window():
+    names = ['d_p202603', 'd_p202604', 'd_p202605', 'd_p202606', 'd_default', 'other']
+    assert expired(names, 'd', D(2026, 6, 15), 'month', 2) == ['d_p202603']
+    assert expired(names, 'd', D(2026, 6, 15), 'month', 0) == ['d_p202603', 'd_p202604', 'd_p202605']
+
+
+def test_list_duplicates_named():
+    with pytest.raises(ValueError, match="list value 'DE' is in two partitions: a and b"):
+        fail_on_list_duplicates([{'name': 'a', 'values': ['DE']}, {'name': 'b', 'values': ['FR', 'DE']}])
+    fail_on_list_duplicates([{'name': 'a', 'values': ['DE']}, {'name': 'b', 'values': ['FR']}])
