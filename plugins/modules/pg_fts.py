@@ -19,15 +19,18 @@ description:
   - The wanted generation expression is canonicalised by PostgreSQL (on a temporary copy of the table in a
     rolled-back savepoint) and compared with the catalog; a changed expression is applied with
     C(ALTER COLUMN ... SET EXPRESSION) (PostgreSQL 17), which keeps the index.
-author: HingeCraft platform engineering
+author:
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Every statement runs in one transaction that is rolled back in check mode.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   table:
@@ -262,7 +265,7 @@ def main():
         index_name={'type': 'str'},
         trigram_column={'type': 'str'},
         search_function={'type': 'str'},
-        key_column={'type': 'str'},
+        key_column={'type': 'str', 'no_log': False},
         create_extensions={'type': 'bool', 'default': True},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -17,16 +17,19 @@ description:
   - A changed definition is rebuilt without a moment without an index - the new index is built under a temporary
     name (C(CONCURRENTLY) by default), then the old one is dropped and the new one renamed.
   - An index left invalid by an interrupted concurrent build is rebuilt the same way.
-author: HingeCraft platform engineering
+author:
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Statements that run inside a transaction are executed and rolled back; C(CONCURRENTLY) statements cannot run
         in a transaction, so in check mode they are only reported in RV(queries).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   name:

@@ -14,15 +14,18 @@ description:
     one transaction, keeping owner and privileges.
   - Maintains a unique index over O(unique_index) so that C(REFRESH MATERIALIZED VIEW CONCURRENTLY) can be used.
   - Refreshes now (O(refresh)) and/or schedules the refresh with pg_cron (O(schedule)).
-author: HingeCraft platform engineering
+author:
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Every statement runs in one transaction that is rolled back in check mode.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   name:

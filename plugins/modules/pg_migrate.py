@@ -18,15 +18,18 @@ description:
   - Each file runs in its own transaction together with its history row. A session-level C(pg_advisory_lock) keeps
     two runs from racing; the second one waits up to O(lock_timeout) seconds and then re-reads the history.
   - All input is validated before anything is changed.
-author: HingeCraft platform engineering
+author:
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - In check mode nothing is executed; RV(pending) and RV(queries) list the files that would run.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   path:

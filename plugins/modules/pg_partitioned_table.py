@@ -18,15 +18,18 @@ description:
   - All input is checked before the first change - unknown columns or types, a primary key without the partition key,
     inverted or overlapping range bounds, a list value in two partitions - with a message that names the problem.
   - Partitions are matched by name; an existing partition is never re-bounded (that would move data).
-author: HingeCraft platform engineering
+author:
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Every statement runs in one transaction that is rolled back in check mode.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   name:
@@ -354,7 +357,7 @@ def main():
         columns={'type': 'list', 'elements': 'dict', 'default': [], 'options': {
             'name': {'type': 'str', 'required': True}, 'type': {'type': 'str', 'required': True},
             'not_null': {'type': 'bool', 'default': False}}},
-        primary_key={'type': 'list', 'elements': 'str', 'default': []},
+        primary_key={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
         strategy={'type': 'str', 'required': True, 'choices': ['range', 'list', 'hash']},
         key={'type': 'str', 'required': True, 'no_log': False},
         interval={'type': 'str', 'choices': ['day', 'month']},
