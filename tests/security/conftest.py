@@ -1,0 +1,131 @@
+"""Attack suite fixtures: run against the Molecule `security` scenario's container (molecule verify), or any
+container named by HC_SECURITY_CONTAINER with secrets in HC_SECURITY_SECRETS. Every client runs INSIDE the
+container (docker exec), so traffic stays on the project's own network and loopback."""
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+PROJECT = HERE.parent.parent
+CONTAINER = os.environ.get("HC_SECURITY_CONTAINER", "hc-mol-security-pg1")
+CLIENT = "/usr/local/lib/hc-pgclient.py"
+PG_LOG = "/var/log/postgresql/postgresql-17-main.log"
+PKI = "/etc/hingecraft/pki"
+
+
+def _secrets_dir():
+    if os.environ.get("HC_SECURITY_SECRETS"):
+        return pathlib.Path(os.environ["HC_SECURITY_SECRETS"])
+    if os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY"):
+        return pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+    return None
+
+
+def dexec(*args, stdin=None, timeout=120, check=True):
+    res = subprocess.run(["docker", "exec", "-i", CONTAINER, *args], input=stdin, capture_output=True,
+                         timeout=timeout, text=True, check=False)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{args} failed ({res.returncode}): {res.stderr}")
+    return res
+
+
+class Pg:
+    """Sessions against the container's PostgreSQL, from inside the container."""
+
+    def __init__(self, secrets):
+        self.secrets = secrets
+        self.ip = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", CONTAINER],
+            capture_output=True, text=True, check=True).stdout.strip()
+
+    def password(self, role):
+        return (self.secrets / role).read_text().strip()
+
+    def run(self, user, steps, *, password=None, remote=True, sslmode="verify-full", cert="client",
+            rootcert=f"{PKI}/client/ca.crt", dbname="appdb", autocommit=False, timeout=120):
+        """Open one session as `user` and run steps [(sql, params)]; remote=True goes over the bridge IP with TLS
+        and a client certificate (cert names a directory holding client.crt/client.key, or None)."""
+        if user == "postgres":
+            conn = {"host": "/var/run/postgresql", "user": "postgres", "dbname": dbname}
+            run_as = ["runuser", "-u", "postgres", "--"]
+        else:
+            conn = {"user": user, "dbname": dbname, "connect_timeout": 10,
+                    "password": self.password(user) if password is None else password}
+            run_as = []
+            if remote:
+                conn.update(host=self.ip, port=5432, sslmode=sslmode, sslrootcert=rootcert)
+                if cert:
+                    base = cert if cert.startswith("/") else f"{PKI}/{cert}"
+                    conn.update(sslcert=f"{base}/client.crt", sslkey=f"{base}/client.key")
+            else:
+                conn.update(host="127.0.0.1", port=5432)
+        req = {"conn": conn, "autocommit": autocommit,
+               "steps": [s if isinstance(s, dict) else {"sql": s[0], "params": list(s[1]) if len(s) > 1 else None}
+                         for s in steps]}
+        res = dexec(*run_as, "python3", CLIENT, stdin=json.dumps(req), timeout=timeout)
+        return json.loads(res.stdout)
+
+    def ok(self, user, steps, **kw):
+        res = self.run(user, steps, **kw)
+        assert res["ok"], res
+        return res["results"]
+
+    def sql(self, sql, params=(), dbname="appdb"):
+        """One statement as the postgres superuser (peer, local socket): fixture set-up and ground truth."""
+        return self.ok("postgres", [(sql, params)], dbname=dbname)[0]
+
+
+class Log:
+    """The server log inside the container, read from a remembered offset."""
+
+    def mark(self):
+        return int(dexec("stat", "-c", "%s", PG_LOG).stdout.strip())
+
+    def since(self, offset):
+        return dexec("tail", "-c", f"+{offset + 1}", PG_LOG).stdout
+
+    def wait_for(self, offset, needle, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.since(offset)
+            if needle in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def pg():
+    secrets = _secrets_dir()
+    if secrets is None or not secrets.is_dir():
+        pytest.skip("no scenario secrets: run through `molecule verify -s security` "
+                    "(or set HC_SECURITY_CONTAINER and HC_SECURITY_SECRETS)")
+    probe = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", CONTAINER], capture_output=True, text=True, check=False)
+    if probe.stdout.strip() != "true":
+        pytest.skip(f"container {CONTAINER} is not running (create it with `molecule converge -s security`)")
+    dexec("sh", "-c", f"cat > {CLIENT}", stdin=(HERE / "pgclient.py").read_text())
+    return Pg(secrets)
+
+
+@pytest.fixture(scope="session")
+def log():
+    return Log()
+
+
+@pytest.fixture(scope="session")
+def molecule_inventory():
+    eph = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    if not eph:
+        pytest.skip("needs the Molecule inventory (MOLECULE_EPHEMERAL_DIRECTORY): run through molecule verify")
+    return str(pathlib.Path(eph) / "inventory")
+
+
+def ansible_playbook(inventory, playbook, *args, timeout=600):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=str(PROJECT / ".collections"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_NOCOLOR="1")
+    return subprocess.run([str(PROJECT / ".venv/bin/ansible-playbook"), "-i", inventory, str(playbook), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout, cwd=str(PROJECT), check=False)

@@ -1,0 +1,249 @@
+"""The attack suite: every attempt must fail, and leave a trace in the server log where auditing applies.
+Each test also runs the legitimate counterpart where one exists, so a failure cannot come from a broken setup."""
+import secrets as pysecrets
+import time
+
+import pytest
+
+KEY_SET = "SELECT set_config('hc_keys.k' || %s::text, %s, true), set_config('hc_keys.current', %s::text, true)"
+
+
+# ---- transport and authentication ---------------------------------------------------------------------------------
+def test_tls_login_with_the_platform_ca_works(pg):
+    rows = pg.ok("app_rw_login", [("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",)])
+    assert rows[0][0] == [True, rows[0][0][1]] and rows[0][0][1].startswith("TLSv1.")
+
+
+def test_plaintext_login_is_refused_and_logged(pg, log):
+    mark = log.mark()
+    res = pg.run("app_rw_login", [("SELECT 1",)], sslmode="disable", cert=None)
+    assert not res["ok"]
+    assert "no encryption" in res["error"], res
+    assert "no encryption" in log.wait_for(mark, "no encryption")
+
+
+def test_client_certificate_from_another_ca_is_rejected(pg, log):
+    mark = log.mark()
+    res = pg.run("app_rw_login", [("SELECT 1",)], cert="/root/foreign-ca")
+    assert not res["ok"]
+    assert "certificate" in res["error"] or "alert" in res["error"] or "SSL" in res["error"], res
+    text = log.wait_for(mark, "certificate")
+    assert "could not accept SSL connection" in text and "certificate" in text
+
+
+def test_client_refuses_a_server_certificate_from_another_ca(pg):
+    res = pg.run("app_rw_login", [("SELECT 1",)], rootcert="/root/foreign-ca/ca.crt")
+    assert not res["ok"]
+    assert "certificate verify failed" in res["error"], res
+
+
+def test_password_guessing_is_slowed_and_logged(pg, log):
+    """At most 10 guesses: each fails, each takes at least the auth_delay, each is logged."""
+    mark = log.mark()
+    started = time.monotonic()
+    for _ in range(10):
+        res = pg.run("app_rw_login", [("SELECT 1",)], password=pysecrets.token_urlsafe(12))
+        assert not res["ok"] and "password authentication failed" in res["error"], res
+        assert res["seconds"] >= 0.4, res
+    assert time.monotonic() - started < 120
+    text = log.wait_for(mark, "xx-never-xx", timeout=1)
+    assert text.count('password authentication failed for user "app_rw_login"') >= 10
+
+
+# ---- role model ---------------------------------------------------------------------------------------------------
+def test_superuser_is_only_the_administration_account(pg):
+    assert pg.sql("SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY 1") == [["postgres"]]
+
+
+def test_roles_have_connection_limits_and_timeouts(pg):
+    rows = {r[0]: r[1:] for r in pg.sql(
+        "SELECT rolname, rolconnlimit, rolconfig FROM pg_roles WHERE rolname = ANY(%s)",
+        (["app_rw_login", "app_ro_login", "bi_reader_login", "etl", "auditor_login", "monitoring"],))}
+    assert rows["app_rw_login"][0] == 100 and "statement_timeout=30s" in rows["app_rw_login"][1]
+    assert "default_transaction_read_only=on" in rows["app_ro_login"][1]
+    assert all(limit > 0 for limit, _ in rows.values())
+
+
+def test_public_has_no_rights_on_databases_and_schema_public(pg):
+    rows = pg.sql("SELECT datname, has_database_privilege('public', datname, 'CONNECT'), "
+                  "has_database_privilege('public', datname, 'TEMPORARY') FROM pg_database "
+                  "WHERE datname IN ('appdb', 'postgres')")
+    assert rows == [[r[0], False, False] for r in rows] and len(rows) == 2
+    assert pg.sql("SELECT has_schema_privilege('public', 'public', 'USAGE'), "
+                  "has_schema_privilege('public', 'public', 'CREATE')") == [[False, False]]
+
+
+def test_read_only_and_unrelated_roles_cannot_write_or_connect(pg):
+    res = pg.run("app_ro_login", [("INSERT INTO app.orders (tenant_id, item, amount) VALUES ('acme', 'x', 1)",)])
+    assert not res["ok"] and res["sqlstate"] in ("25006", "42501"), res
+    res = pg.run("replication", [("SELECT 1",)])
+    assert not res["ok"] and "permission denied for database" in res["error"], res
+    res = pg.run("monitoring", [("SELECT count(*) FROM app.orders",)])
+    assert not res["ok"] and res["sqlstate"] == "42501", res
+
+
+def test_default_privileges_cover_tables_created_later_and_ddl_is_audited(pg, log):
+    name = "later_" + pysecrets.token_hex(3)
+    mark = log.mark()
+    pg.ok("admin_login", [("SET ROLE admin",), (f"CREATE TABLE app.{name} (id int)",),
+                          (f"INSERT INTO app.{name} VALUES (1)",)])
+    assert pg.ok("app_ro_login", [(f"SELECT count(*) FROM app.{name}",)]) == [[[1]]]
+    res = pg.run("app_ro_login", [(f"DELETE FROM app.{name}",)])
+    assert not res["ok"]
+    res = pg.run("etl", [(f"DROP TABLE app.{name}",)])
+    assert not res["ok"] and res["sqlstate"] == "42501", res
+    text = log.wait_for(mark, f"app.{name}")
+    assert "AUDIT: SESSION" in text and "DDL,CREATE TABLE" in text and f"app.{name}" in text
+    pg.ok("admin_login", [("SET ROLE admin",), (f"DROP TABLE app.{name}",)])
+
+
+# ---- tenant isolation (pg_tenant from the schema layer) -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tenant_rows(pg):
+    pg.sql("DELETE FROM app.orders")
+    pg.sql("INSERT INTO app.orders (tenant_id, item, amount) VALUES ('acme', 'a1', 10), ('acme', 'a2', 20), "
+           "('globex', 'g1', 1000)")
+    return pg
+
+
+def test_tenant_sees_only_its_own_rows(tenant_rows):
+    assert tenant_rows.ok("user_acme", [("SELECT item FROM app.orders ORDER BY 1",)]) == [[["a1"], ["a2"]]]
+
+
+@pytest.mark.parametrize("sql, sqlstate", [
+    ("SELECT count(*) FROM app.orders WHERE tenant_id = 'globex'", None),
+    ("UPDATE app.orders SET amount = 0 WHERE tenant_id = 'globex' RETURNING id", None),
+    ("DELETE FROM app.orders WHERE tenant_id = 'globex' RETURNING id", None),
+    ("SELECT tenant_id, n FROM app.orders_summary WHERE tenant_id = 'globex'", None),
+    ("INSERT INTO app.orders (tenant_id, item, amount) VALUES ('globex', 'forged', 1)", "42501"),
+    ("UPDATE app.orders SET tenant_id = 'globex' WHERE tenant_id = 'acme'", "42501"),
+    ("SELECT tenancy.set_tenant('globex')", "42501"),
+])
+def test_cross_tenant_routes_fail(tenant_rows, sql, sqlstate):
+    res = tenant_rows.run("user_acme", [(sql,)])
+    if sqlstate:
+        assert not res["ok"] and res["sqlstate"] == sqlstate, res
+    else:
+        assert res["ok"] and res["results"][0] in ([], [[0]]), res
+    assert tenant_rows.sql("SELECT item, amount::int FROM app.orders WHERE tenant_id = 'globex'") == [["g1", 1000]]
+
+
+def test_changing_the_tenant_setting_does_not_switch_tenant(tenant_rows):
+    rows = tenant_rows.ok("user_acme", [("SELECT set_config('app.tenant_id', 'globex', false)",),
+                                        ("SELECT item FROM app.orders ORDER BY 1",)])
+    assert rows[1] == [["a1"], ["a2"]]
+
+
+def test_copy_exports_only_own_rows(tenant_rows):
+    out = tenant_rows.ok("user_acme", [{"sql": "COPY (SELECT item FROM app.orders) TO STDOUT", "copy": True}])
+    assert sorted(out[0].split()) == ["a1", "a2"]
+    res = tenant_rows.run("user_acme", [{"sql": "COPY app.orders TO '/tmp/x.csv'", "copy": False}])
+    assert not res["ok"] and res["sqlstate"] == "42501", res
+
+
+# ---- privilege escalation -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def definer(pg):
+    pg.sql("SET ROLE admin; CREATE OR REPLACE FUNCTION app.order_count() RETURNS bigint LANGUAGE sql "
+           "SECURITY DEFINER SET search_path = app, pg_temp AS 'SELECT count(*) FROM customers'; "
+           "RESET ROLE")
+    yield pg
+    pg.sql("DROP FUNCTION app.order_count()")
+
+
+def test_security_definer_function_cannot_be_hijacked_through_search_path(definer):
+    truth = definer.sql("SELECT count(*) FROM app.customers")[0][0]
+    for sql in ("CREATE TEMP TABLE customers (n int)", "CREATE TABLE public.customers (n int)",
+                "CREATE FUNCTION app.count(anyelement) RETURNS bigint LANGUAGE sql AS 'SELECT 666::bigint'",
+                "CREATE FUNCTION public.count(anyelement) RETURNS bigint LANGUAGE sql AS 'SELECT 666::bigint'"):
+        res = definer.run("app_rw_login", [(sql,)])
+        assert not res["ok"] and res["sqlstate"] == "42501", (sql, res)
+    rows = definer.ok("app_rw_login", [("SET search_path = pg_temp, public, app",), ("SELECT app.order_count()",)])
+    assert rows[1] == [[truth]]
+
+
+def test_application_roles_cannot_grant_themselves_more(pg):
+    for sql in ("ALTER ROLE app_rw_login SUPERUSER", "GRANT admin TO app_rw_login", "ALTER ROLE app_rw_login BYPASSRLS",
+                "SET ROLE admin", "ALTER ROLE app_rw_login CONNECTION LIMIT -1", "ALTER ROLE app_rw CREATEROLE"):
+        res = pg.run("app_rw_login", [(sql,)])
+        assert not res["ok"] and res["sqlstate"] == "42501", (sql, res)
+
+
+# ---- audit trail --------------------------------------------------------------------------------------------------
+def test_audit_table_is_unreadable_by_application_roles(pg, log):
+    mark = log.mark()
+    for role in ("app_rw_login", "app_ro_login", "bi_reader_login", "user_acme"):
+        res = pg.run(role, [("SELECT count(*) FROM audit.log",)])
+        assert not res["ok"] and res["sqlstate"] == "42501", (role, res)
+    assert "permission denied for schema audit" in log.wait_for(mark, "permission denied for schema audit")
+    assert pg.ok("auditor_login", [("SELECT count(*) FROM audit.log",)])[0][0][0] > 0
+
+
+@pytest.mark.parametrize("role", ["app_rw_login", "admin_login", "etl", "auditor_login"])
+@pytest.mark.parametrize("sql", ["UPDATE audit.log SET app_user = 'nobody'", "DELETE FROM audit.log",
+                                 "TRUNCATE audit.log", "DROP TABLE audit.log",
+                                 "INSERT INTO audit.log (table_schema, table_name, operation) VALUES ('app', 'x', 'DELETE')"])
+def test_audit_rows_cannot_be_tampered_with(pg, role, sql):
+    before = pg.sql("SELECT count(*) FROM audit.log")[0][0]
+    res = pg.run(role, [(sql,)])
+    assert not res["ok"] and res["sqlstate"] in ("42501", "42703", "25006"), (role, sql, res)
+    assert pg.sql("SELECT count(*) FROM audit.log")[0][0] == before
+
+
+def test_disabling_the_audit_trigger_is_denied_or_audited(pg, log):
+    """Only the table owner (admin) may disable a trigger; it cannot be prevented for the owner, so it is audited."""
+    res = pg.run("app_rw_login", [("ALTER TABLE app.orders DISABLE TRIGGER hc_audit",)])
+    assert not res["ok"] and res["sqlstate"] == "42501", res
+    mark = log.mark()
+    pg.ok("admin_login", [("SET ROLE admin",), ("ALTER TABLE app.orders DISABLE TRIGGER hc_audit",),
+                          ("ALTER TABLE app.orders ENABLE TRIGGER hc_audit",)])
+    text = log.wait_for(mark, "DISABLE TRIGGER")
+    assert "AUDIT: SESSION" in text and "ALTER TABLE app.orders DISABLE TRIGGER hc_audit" in text
+    assert 'admin_login@appdb' in text
+
+
+def test_sensitive_table_reads_are_object_audited(pg, log):
+    mark = log.mark()
+    pg.ok("app_rw_login", [("SELECT count(*) FROM app.customers",)])
+    text = log.wait_for(mark, "AUDIT: OBJECT")
+    assert "AUDIT: OBJECT" in text and "app.customers" in text
+
+
+# ---- column encryption --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def customer(pg):
+    key, kid = pysecrets.token_urlsafe(24), 1000 + pysecrets.randbelow(1_000_000)
+    email = f"alice-{pysecrets.token_hex(4)}@example.org"
+    pg.ok("app_rw_login", [(KEY_SET, (kid, key, kid)),
+                     (("INSERT INTO app.customers (tenant_id, name, email, phone, key_id) VALUES "
+                      "('acme', 'Alice', hc_crypto.encrypt(%s), hc_crypto.encrypt(%s), hc_crypto.current_key_id())"),
+                      (email, "+44 20 7946 0000"))])
+    return {"key": key, "email": email, "kid": kid}
+
+
+def test_encrypted_column_reads_back_with_the_key(pg, customer):
+    kid = customer["kid"]
+    rows = pg.ok("app_rw_login", [(KEY_SET, (kid, customer["key"], kid)),
+                                  ("SELECT hc_crypto.decrypt(email, key_id) FROM app.customers WHERE key_id = %s", (kid,))])
+    assert rows[1] == [[customer["email"]]]
+
+
+def test_encrypted_column_is_unreadable_without_the_key(pg, customer):
+    kid = customer["kid"]
+    raw = pg.sql("SELECT email FROM app.customers WHERE key_id = %s", (kid,))[0][0]
+    assert customer["email"].encode().hex() not in raw
+    query = ("SELECT hc_crypto.decrypt(email, key_id) FROM app.customers WHERE key_id = %s", (kid,))
+    res = pg.run("app_rw_login", [query])
+    assert not res["ok"] and "not supplied" in res["error"], res
+    res = pg.run("app_rw_login", [(KEY_SET, (kid, "wrong-" + customer["key"], kid)), query])
+    assert not res["ok"] and "Wrong key" in res["error"], res
+    res = pg.run("bi_reader_login", [("SELECT hc_crypto.decrypt(email, key_id) FROM app.customers",)])
+    assert not res["ok"] and res["sqlstate"] == "42501", res
+
+
+def test_column_key_is_in_no_table_and_no_log(pg, customer, log):
+    assert customer["key"] not in log.since(0)
+    hits = pg.sql("SELECT count(*) FROM audit.log WHERE row_to_json(log)::text LIKE %s", (f"%{customer['key']}%",))
+    assert hits == [[0]]
+    assert pg.sql("SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE %s",
+                  (f"%{customer['key']}%",)) == [[0]]

@@ -1,0 +1,103 @@
+"""TLS probe, run INSIDE a platform container (python3 stdlib only): JSON on stdin, JSON verdicts on stdout.
+
+Input: {"host": ip, "port": n, "protocol": "postgres"|"tls", "ca": platform CA file,
+        "foreign_dir": dir with ca.crt, client.crt, client.key from a foreign CA}
+Verdicts: plaintext (refused|accepted), foreign_client_cert (rejected|accepted),
+          platform_server_cert (verified|failed), foreign_root (rejected|accepted).
+"""
+import json
+import socket
+import ssl
+import struct
+import sys
+
+TIMEOUT = 8
+
+
+def startup(user="hc_tls_probe", db="postgres"):
+    body = struct.pack("!I", 196608) + b"".join(
+        k.encode() + b"\0" + v.encode() + b"\0" for k, v in (("user", user), ("database", db))) + b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def ssl_request(sock):
+    sock.sendall(struct.pack("!II", 8, 80877103))
+    return sock.recv(1)
+
+
+def read_answer(sock):
+    """First byte of the server's answer to a startup message: b'R' (auth), b'E' (error) or b'' (closed)."""
+    try:
+        return sock.recv(1)
+    except (ssl.SSLError, OSError):
+        return b""
+
+
+def plaintext(req):
+    with socket.create_connection((req["host"], req["port"]), timeout=TIMEOUT) as sock:
+        if req["protocol"] == "postgres":
+            sock.sendall(startup())
+            answer = read_answer(sock)
+            # 'R' means the server went on to authentication without TLS: plaintext accepted
+            return "accepted" if answer == b"R" else "refused"
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        try:
+            data = sock.recv(64)
+        except OSError:
+            data = b""
+        # a TLS-only server answers a plaintext request with nothing, or with a TLS alert record (0x15)
+        return "refused" if not data or data[:1] == b"\x15" else "accepted"
+
+
+def tls_session(req, cafile, cert=None, key=None):
+    """Open TCP (+ SSLRequest for postgres), handshake; returns (ok, answer-or-error)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # the address is an IP of a container; the chain is what is checked here
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    sock = socket.create_connection((req["host"], req["port"]), timeout=TIMEOUT)
+    try:
+        if req["protocol"] == "postgres" and ssl_request(sock) != b"S":
+            return False, "server refused the SSLRequest"
+        tls = ctx.wrap_socket(sock)
+        try:
+            if req["protocol"] == "postgres":
+                tls.sendall(startup())
+                answer = read_answer(tls)
+            else:
+                tls.sendall(b"GET /version HTTP/1.0\r\n\r\n")
+                answer = read_answer(tls)
+            return True, answer.decode("latin-1")
+        finally:
+            tls.close()
+    except (ssl.SSLError, OSError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        sock.close()
+
+
+def main():
+    req = json.load(sys.stdin)
+    foreign = req["foreign_dir"]
+    out = {"plaintext": plaintext(req)}
+    ok, detail = tls_session(req, req["ca"])
+    out["platform_server_cert"] = "verified" if ok else "failed"
+    out["platform_server_cert_detail"] = detail
+    ok, detail = tls_session(req, f"{foreign}/ca.crt")
+    out["foreign_root"] = "accepted" if ok else "rejected"
+    ok, detail = tls_session(req, req["ca"], f"{foreign}/client.crt", f"{foreign}/client.key")
+    # the handshake may complete on the client side before the server's verdict arrives: an answer that is
+    # not an authentication request ('R') means the server refused the certificate
+    if req["protocol"] == "postgres":
+        accepted = ok and detail == "R"
+    else:
+        accepted = ok and detail != ""
+    out["foreign_client_cert"] = "accepted" if accepted else "rejected"
+    out["foreign_client_cert_detail"] = detail
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
