@@ -379,6 +379,13 @@ def main():
             for tr in p["trusted_roles"]:
                 if s.query("SELECT pg_has_role(%s, %s, 'MEMBER') AS m", (g, tr))[0]["m"]:
                     raise PreflightError(f"tenant_role_member_of role {g} is a member of trusted role {tr}")
+        for t in p["tenants"]:
+            role = p["tenant_role_prefix"] + t["id"]
+            for tr in p["trusted_roles"]:
+                if s.query("SELECT pg_has_role(r.oid, %s, 'MEMBER') AS m FROM pg_roles r WHERE r.rolname = %s",
+                           (tr, role)) and s.query("SELECT pg_has_role(%s, %s, 'MEMBER') AS m", (role, tr))[0]["m"]:
+                    raise PreflightError(f"tenant role {role} is a member of trusted role {tr}: it could choose any "
+                                         "tenant; revoke that membership first")
         for t in p["tables"]:
             sch, rel = split_qualified(t)
             if not s.query("SELECT 1 AS x FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "

@@ -148,3 +148,15 @@ def test_invalid_input_fails_clearly_and_changes_nothing(setup):
     assert no_column['failed'] and 'has no column tenant_id' in no_column['msg']
     assert group_is_trusted['failed'] and 'must not contain trusted roles' in group_is_trusted['msg']
     assert catalog_snapshot() == before
+
+
+def test_tenant_role_inside_a_trusted_role_is_refused(setup):
+    schema = setup
+    psql(f'GRANT {TRUSTED} TO {PREFIX}acme')
+    try:
+        before = catalog_snapshot()
+        [r] = run_modules([call('pg_tenant', args(schema))])
+        assert r['failed'] and f'tenant role {PREFIX}acme is a member of trusted role {TRUSTED}' in r['msg'], r
+        assert catalog_snapshot() == before
+    finally:
+        psql(f'REVOKE {TRUSTED} FROM {PREFIX}acme')
