@@ -16,7 +16,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 # Molecule scenarios that `make test` runs, in order (each: create, converge, idempotence, verify, destroy).
-MOLECULE_SCENARIOS ?= pki postgresql
+MOLECULE_SCENARIOS ?= pki postgresql schema
 
 .PHONY: help
 help: ## List the targets
@@ -87,3 +87,7 @@ test: lint unit integration molecule ## Everything CI runs
 .PHONY: clean
 clean: ## Remove the virtualenv and local caches (not the lab)
 	rm -rf $(VENV) .collections .cache .pytest_cache tests/output
+
+.PHONY: bench-schema
+bench-schema: venv image ## Schema benchmark: 1M+ rows per collection, p50/p95/p99, refresh, EXPLAIN -> docs/bench/schema.{json,svg}
+	$(PY) tests/bench/schema_bench.py $(BENCH_SCHEMA_ARGS)
