@@ -84,6 +84,15 @@ molecule: venv image ## Every Molecule scenario in MOLECULE_SCENARIOS
 .PHONY: test
 test: lint unit integration molecule ## Everything CI runs
 
+.PHONY: bench-backup
+bench-backup: venv image ## Backup benchmark: backup/restore throughput, restore-to-ready, WAL archive lag -> docs/bench/backup.{json,svg}
+	$(BIN)/molecule destroy -s backup
+	trap '$(BIN)/molecule destroy -s backup' EXIT
+	$(BIN)/molecule create -s backup
+	$(BIN)/molecule prepare -s backup
+	$(BIN)/molecule converge -s backup
+	$(PY) tests/bench/backup_bench.py
+
 .PHONY: clean
 clean: ## Remove the virtualenv and local caches (not the lab)
 	rm -rf $(VENV) .collections .cache .pytest_cache tests/output
