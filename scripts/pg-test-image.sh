@@ -24,6 +24,8 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1; then
   log "test image $IMAGE is cached"
 else
   builder="hc-build-pg17-test-$$"
+  # builders left behind by an interrupted run (ours by name)
+  for old in $(docker ps -aq --filter 'name=^hc-build-pg17-test-'); do docker rm -f "$old" >/dev/null; done
   mkdir -p "$APT_CACHE"
   trap 'docker rm -f "$builder" >/dev/null 2>&1 || :' EXIT
   log "building $IMAGE from $BASE (apt-get install, about a minute)"

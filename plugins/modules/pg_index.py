@@ -476,4 +476,3 @@ def main():
 
 if __name__ == '__main__':
     main()
-

@@ -330,7 +330,7 @@ def main():
             s.execute(sql.SQL('SELECT cron.unschedule({})').format(sql.Literal(job_name)))
             changed = True
 
-    after, _ = read_state(s, schema, name, index_name, job_name)
+    after = read_state(s, schema, name, index_name, job_name)[0]
     s.finish(changed)
     s.close()
     result = {'changed': changed, 'queries': s.queries, 'state': after}

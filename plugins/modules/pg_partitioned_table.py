@@ -538,7 +538,7 @@ def main():
         if name not in existing:
             create_partition(name, sql.SQL('DEFAULT'))
 
-    after, _ = read_state(s, schema, table)
+    after = read_state(s, schema, table)[0]
     s.finish(changed)
     s.close()
     result = {'changed': changed, 'queries': s.queries, 'state': after, 'dropped': dropped}
