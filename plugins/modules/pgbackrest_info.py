@@ -59,6 +59,7 @@ attributes:
     description: The module only reads; it behaves the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
 notes:
   - The user running the module must be able to read the pgBackRest configuration (usually C(postgres)); on a
     database host the repository is reached through the configured repository host.
@@ -70,7 +71,7 @@ seealso:
     description: The recovery target settings a restore writes.
     link: https://www.postgresql.org/docs/17/runtime-config-wal.html#RUNTIME-CONFIG-WAL-RECOVERY-TARGET
 author:
-  - HingeCraft platform engineering
+  - HingeCraft platform engineering (@hingecraft)
 """
 
 EXAMPLES = r"""
@@ -131,21 +132,51 @@ backups:
   elements: dict
   contains:
     label: {description: Backup label, type: str, sample: 20261125-043038F}
-    type: {description: full, diff or incr, type: str}
-    error: {description: True when pgBackRest found checksum errors in the backup, type: bool}
-    start: {description: Start time, epoch seconds, type: int}
-    stop: {description: Stop time, epoch seconds, type: int}
-    stop_iso: {description: Stop time, ISO 8601 UTC, type: str}
-    duration_seconds: {description: stop - start, type: int}
-    size: {description: Database size in bytes, type: int}
-    delta: {description: Bytes copied by this backup, type: int}
-    repo_size: {description: Size in the repository in bytes (compressed, encrypted), type: int}
-    repo_delta: {description: Repository bytes written by this backup, type: int}
-    lsn_start: {description: LSN at backup start, type: str}
-    lsn_stop: {description: LSN at backup stop (the earliest consistent point), type: str}
-    wal_start: {description: First WAL segment needed, type: str}
-    wal_stop: {description: Last WAL segment needed, type: str}
-    prior: {description: Label of the backup this one depends on, type: str}
+    type:
+      description: "full, diff or incr"
+      type: str
+    error:
+      description: "True when pgBackRest found checksum errors in the backup"
+      type: bool
+    start:
+      description: "Start time, epoch seconds"
+      type: int
+    stop:
+      description: "Stop time, epoch seconds"
+      type: int
+    stop_iso:
+      description: "Stop time, ISO 8601 UTC"
+      type: str
+    duration_seconds:
+      description: "stop - start"
+      type: int
+    size:
+      description: "Database size in bytes"
+      type: int
+    delta:
+      description: "Bytes copied by this backup"
+      type: int
+    repo_size:
+      description: "Size in the repository in bytes (compressed, encrypted)"
+      type: int
+    repo_delta:
+      description: "Repository bytes written by this backup"
+      type: int
+    lsn_start:
+      description: "LSN at backup start"
+      type: str
+    lsn_stop:
+      description: "LSN at backup stop (the earliest consistent point)"
+      type: str
+    wal_start:
+      description: "First WAL segment needed"
+      type: str
+    wal_stop:
+      description: "Last WAL segment needed"
+      type: str
+    prior:
+      description: "Label of the backup this one depends on"
+      type: str
 wal:
   description: Archived WAL range of the current database (C(min)/C(max) segment names), or null when none.
   returned: always

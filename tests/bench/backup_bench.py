@@ -66,14 +66,14 @@ def bench(args):
 
     psql(pg, "DROP DATABASE IF EXISTS bench")
     psql(pg, "CREATE DATABASE bench")
-    secs, _ = timed(lambda: sh(pg, f"pgbench -q -i -s {args.scale} bench", timeout=3600))
+    secs, _out = timed(lambda: sh(pg, f"pgbench -q -i -s {args.scale} bench", timeout=3600))
     result["pgbench_init_s"] = round(secs, 1)
     psql(pg, "CHECKPOINT")
     size = int(psql(pg, "SELECT sum(pg_database_size(datname)) FROM pg_database"))
     result["cluster_bytes"] = size
     print(f"cluster {size / 1e9:.2f} GB after pgbench -i -s {args.scale} ({secs:.0f} s)", flush=True)
 
-    secs, _ = timed(lambda: sh(repo, "pgbackrest --stanza=main --type=full backup", timeout=3600))
+    secs, _out = timed(lambda: sh(repo, "pgbackrest --stanza=main --type=full backup", timeout=3600))
     info = json.loads(sh(repo, "pgbackrest --stanza=main --output=json info"))[0]
     last = info["backup"][-1]
     result["backup"] = {
@@ -160,10 +160,10 @@ def svg(result):
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
              '<rect width="100%" height="100%" fill="white"/>',
              (f'<text x="10" y="18" font-size="14">pgBackRest benchmark: {result["cluster_bytes"] / 1e9:.2f} GB cluster '
-             f'(pgbench -s {result["scale"]}), TLS repo host, aes-256-cbc + lz4</text>')]
+              f'(pgbench -s {result["scale"]}), TLS repo host, aes-256-cbc + lz4</text>')]
     bars = [("backup MB/s", result["backup"]["throughput_mb_s"]), ("restore MB/s", result["restore"]["throughput_mb_s"]),
             ("restore→ready s", result["restore"]["to_accepting_connections_s"])]
-    top = max(v for _, v in bars) or 1
+    top = max(value for _label, value in bars) or 1
     for i, (label, value) in enumerate(bars):
         x, bh = 30 + i * 100, 180 * value / top
         parts.append(f'<rect x="{x}" y="{250 - bh:.0f}" width="60" height="{bh:.0f}" fill="#4477aa"/>')

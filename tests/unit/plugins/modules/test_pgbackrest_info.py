@@ -211,13 +211,13 @@ def test_main_reports_without_change_in_check_mode(monkeypatch, capsys):
 
 
 def test_main_fails_when_command_fails(monkeypatch, capsys):
-    code, _ = run_main(monkeypatch, {"stanza": "main"}, rc=31, err="ERROR: [031]: option is not allowed")
+    code, _calls = run_main(monkeypatch, {"stanza": "main"}, rc=31, err="ERROR: [031]: option is not allowed")
     result = json.loads(capsys.readouterr().out)
     assert code == 1 and result["failed"] is True
     assert "rc=31" in result["msg"]
 
 
 def test_main_fail_on_status(monkeypatch, capsys):
-    code, _ = run_main(monkeypatch, {"stanza": "ghost", "fail_on_status": True}, out=load("info_nostanza"))
+    code, _calls = run_main(monkeypatch, {"stanza": "ghost", "fail_on_status": True}, out=load("info_nostanza"))
     result = json.loads(capsys.readouterr().out)
     assert code == 1 and "missing stanza path" in result["msg"]
