@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Deterministic synthetic data for the HingeCraft reference schema (roles/schema), loaded through COPY.
 
@@ -28,10 +27,34 @@ import time
 import psycopg
 from psycopg import sql
 
-FIRST = ["Ada", "Alan", "Amara", "Ana", "Arjun", "Ben", "Bianca", "Carlos", "Chen", "Chloe", "Dario", "Diego", "Elena", "Emma", "Farah", "Felix", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jack", "James", "Jin", "Jonas", "Julia", "Kai", "Kenji", "Lara", "Leo", "Lina", "Lucas", "Maya", "Mei", "Mila", "Noah", "Nora", "Omar", "Oscar", "Paula", "Priya", "Quinn", "Rafael", "Rosa", "Sam", "Sara", "Sofia", "Tariq", "Theo", "Uma", "Victor", "Wen", "Yara", "Yusuf", "Zoe"]
-LAST = ["Abe", "Andersen", "Bauer", "Becker", "Brown", "Costa", "Dubois", "Evans", "Fischer", "Garcia", "Gupta", "Hansen", "Ito", "Jansen", "Kaur", "Kim", "Kowalski", "Lee", "Lopez", "Martin", "Meyer", "Moreau", "Muller", "Nakamura", "Nguyen", "Novak", "Olsen", "Patel", "Petrov", "Quinn", "Rossi", "Santos", "Schmidt", "Silva", "Singh", "Smith", "Suzuki", "Tanaka", "Taylor", "Thomas", "Walker", "Wang", "Weber", "Wilson", "Yamamoto", "Zhang"]
-CRAFT = ["woodworking", "joinery", "dovetail", "hinge", "cabinet", "chisel", "lathe", "carving", "walnut", "oak", "maple", "cherry", "veneer", "finishing", "lacquer", "shellac", "plane", "saw", "router", "jig", "workbench", "mortise", "tenon", "inlay", "marquetry", "turning", "bowl", "spoon", "chair", "table", "shelf", "restoration", "antique", "reclaimed", "timber", "grain", "sanding", "glue", "clamp", "bench", "hand", "tools", "dust", "collection", "festival", "workshop", "apprentice", "mentor", "guild", "community", "charity", "donation"]
-WORDS = ["the", "a", "my", "our", "new", "old", "great", "small", "first", "last", "best", "favourite", "weekend", "evening", "project", "build", "photos", "progress", "question", "help", "advice", "thanks", "finished", "started", "tried", "learned", "love", "looking", "share", "meetup", "today", "tomorrow", "class", "course", "tips", "beginner", "expert", "club", "members"]
+FIRST = [
+    "Ada", "Alan", "Amara", "Ana", "Arjun", "Ben", "Bianca", "Carlos", "Chen", "Chloe", "Dario", "Diego",
+    "Elena", "Emma", "Farah", "Felix", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jack", "James", "Jin",
+    "Jonas", "Julia", "Kai", "Kenji", "Lara", "Leo", "Lina", "Lucas", "Maya", "Mei", "Mila", "Noah", "Nora",
+    "Omar", "Oscar", "Paula", "Priya", "Quinn", "Rafael", "Rosa", "Sam", "Sara", "Sofia", "Tariq", "Theo",
+    "Uma", "Victor", "Wen", "Yara", "Yusuf", "Zoe",
+]
+LAST = [
+    "Abe", "Andersen", "Bauer", "Becker", "Brown", "Costa", "Dubois", "Evans", "Fischer", "Garcia", "Gupta",
+    "Hansen", "Ito", "Jansen", "Kaur", "Kim", "Kowalski", "Lee", "Lopez", "Martin", "Meyer", "Moreau",
+    "Muller", "Nakamura", "Nguyen", "Novak", "Olsen", "Patel", "Petrov", "Quinn", "Rossi", "Santos",
+    "Schmidt", "Silva", "Singh", "Smith", "Suzuki", "Tanaka", "Taylor", "Thomas", "Walker", "Wang", "Weber",
+    "Wilson", "Yamamoto", "Zhang",
+]
+CRAFT = [
+    "woodworking", "joinery", "dovetail", "hinge", "cabinet", "chisel", "lathe", "carving", "walnut", "oak",
+    "maple", "cherry", "veneer", "finishing", "lacquer", "shellac", "plane", "saw", "router", "jig",
+    "workbench", "mortise", "tenon", "inlay", "marquetry", "turning", "bowl", "spoon", "chair", "table",
+    "shelf", "restoration", "antique", "reclaimed", "timber", "grain", "sanding", "glue", "clamp", "bench",
+    "hand", "tools", "dust", "collection", "festival", "workshop", "apprentice", "mentor", "guild",
+    "community", "charity", "donation",
+]
+WORDS = [
+    "the", "a", "my", "our", "new", "old", "great", "small", "first", "last", "best", "favourite", "weekend",
+    "evening", "project", "build", "photos", "progress", "question", "help", "advice", "thanks", "finished",
+    "started", "tried", "learned", "love", "looking", "share", "meetup", "today", "tomorrow", "class",
+    "course", "tips", "beginner", "expert", "club", "members",
+]
 COUNTRIES = (("US", 30), ("GB", 10), ("DE", 8), ("FR", 6), ("CA", 6), ("AU", 4), ("IN", 10), ("BR", 6),
              ("NL", 3), ("ES", 3), ("IT", 3), ("SE", 2), ("JP", 3), ("MX", 3), ("NZ", 1), ("ZA", 2))
 CAMPAIGNS = ("spring-appeal", "tool-library", "youth-apprentices", "workshop-rebuild", "scholarships",
@@ -43,8 +66,8 @@ STATUSES = (("active", 95), ("inactive", 3), ("closed", 2))
 
 
 def weighted(rng, pairs):
-    values = [v for v, _ in pairs]
-    weights = [w for _, w in pairs]
+    values = [pair[0] for pair in pairs]
+    weights = [pair[1] for pair in pairs]
     return lambda: rng.choices(values, weights)[0]
 
 
@@ -189,7 +212,7 @@ def generate(conn, schema, scale, seed, tenants, now):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--dsn", default="dbname=hingecraft", help="libpq connection string (default: local socket)")
     ap.add_argument("--schema", default="app")
     ap.add_argument("--tenancy-schema", default="tenancy")

@@ -1,4 +1,3 @@
-#!/usr/bin/python
 # Copyright: HingeCraft
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Trigger-based, append-only audit trail for tables."""
@@ -25,15 +24,16 @@ description:
   - Reads the catalogs (C(pg_namespace), C(pg_class), C(pg_proc), C(pg_trigger), C(aclexplode)) and runs only
     the statements that are needed.
 author:
-  - HingeCraft platform team
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
     support: full
-    details: Statements run inside a transaction that is rolled back.
+    description: Statements run inside a transaction that is rolled back.
   diff_mode:
     support: full
+    description: Returns the state before and after.
 options:
   tables:
     description:
@@ -182,8 +182,6 @@ END
 """
 
 
-
-
 def func_body(audit_schema, audit_table, setting):
     """The audit function's body as text, with the audit table and setting name safely quoted."""
     return sql.SQL(FUNC_BODY).format(
@@ -304,8 +302,8 @@ def main():
         if (a_schema, a_table) in wanted:
             s.fail(f"the audit table {a_schema}.{a_table} cannot audit itself")
         if p["readers"]:
-            have = {r["rolname"] for r in s.query("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
-                                                 (p["readers"],))}
+            rows = s.query("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (p["readers"],))
+            have = {r["rolname"] for r in rows}
             absent_roles = [r for r in p["readers"] if r not in have]
             if absent_roles:
                 s.fail("readers name role(s) that do not exist: {}".format(", ".join(absent_roles)))

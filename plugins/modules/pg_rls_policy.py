@@ -1,4 +1,3 @@
-#!/usr/bin/python
 # Copyright: HingeCraft
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Row-level security on a table: ENABLE / FORCE, and one policy, kept as declared."""
@@ -23,15 +22,16 @@ description:
   - Identifiers (table, policy, roles) are always quoted. O(using) and O(with_check) are SQL expressions and are
     inserted as SQL on purpose; take them from the playbook author, never from end users.
 author:
-  - HingeCraft platform team
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
     support: full
-    details: Statements run inside a transaction that is rolled back.
+    description: Statements run inside a transaction that is rolled back.
   diff_mode:
     support: full
+    description: Returns the state before and after.
 options:
   table:
     description: Table, optionally schema-qualified (V(schema.table)); without a schema V(public) is assumed.
@@ -324,7 +324,7 @@ def main():
         if p["name"] and p["state"] == "present":
             roles = normalize_roles(p["roles"])
             existing = {r["rolname"] for r in s.query(
-                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([r for r in roles],))}
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(roles),))}
             missing = missing_roles(roles, existing)
             if missing:
                 s.fail("policy {} names role(s) that do not exist: {}".format(p["name"], ", ".join(missing)))
@@ -363,8 +363,6 @@ def main():
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     module.exit_json(**result)
-
-
 
 
 if __name__ == "__main__":

@@ -1,4 +1,3 @@
-#!/usr/bin/python
 # Copyright: HingeCraft
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The tenant_id convention: a tenants registry, per-tenant roles, and RLS keyed on a trusted session setting."""
@@ -26,15 +25,16 @@ description:
     makes its role see no rows, and removes the tenant role from the groups in O(tenant_role_member_of).
   - Tenants not listed are left alone. Each tenant-scoped table must already have the O(tenant_column) column.
 author:
-  - HingeCraft platform team
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
     support: full
-    details: Statements run inside a transaction that is rolled back.
+    description: Statements run inside a transaction that is rolled back.
   diff_mode:
     support: full
+    description: Returns the state before and after.
 options:
   registry_schema:
     description: Schema for the tenants registry table and the tenancy functions.
@@ -196,8 +196,6 @@ END
 """
 
 
-
-
 def validate(p):
     """Pure input checks; returns an error message or None."""
     if "." not in p["setting"]:
@@ -221,8 +219,8 @@ def function_texts(p):
     schema = p["registry_schema"]
     tbl = sql.Identifier(schema, "tenants")
     role_tenant = sql.Identifier(schema, "role_tenant")
-    trusted = sql.Literal("{{{}}}".format(",".join('"{}"'.format(r.replace("\\", "\\\\").replace('"', '\\"'))
-                                           for r in sorted(p["trusted_roles"]))))
+    quoted = ['"{}"'.format(r.replace("\\", "\\\\").replace('"', '\\"')) for r in sorted(p["trusted_roles"])]
+    trusted = sql.Literal("{" + ",".join(quoted) + "}")
     return {
         "role_tenant": sql.SQL(ROLE_TENANT_BODY).format(tbl=tbl).as_string(None),
         "current_tenant": sql.SQL(CURRENT_TENANT_BODY).format(

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """`make bench-schema`: the HingeCraft reference schema at 1M+ rows per collection, in a dedicated container.
 

@@ -122,9 +122,9 @@ def test_hostile_values_are_quoted(setup):
     schema = setup
     before = catalog_snapshot()
     hostile_schema = 'r"; DROP TABLE plain; --'
-    [r] = run_modules([call('pg_tenant', args(schema, registry_schema=hostile_schema, tables=[],
-                                                 tenant_role_member_of=[], tenants=[{'id': 'zeta',
-                                                 'name': "Z'); DROP TABLE plain; --"}]))])
+    hostile_args = args(schema, registry_schema=hostile_schema, tables=[], tenant_role_member_of=[],
+                        tenants=[{'id': 'zeta', 'name': "Z'); DROP TABLE plain; --"}])
+    [r] = run_modules([call('pg_tenant', hostile_args)])
     assert r['changed'] and not r['failed'], r
     assert psql_value(f"SELECT count(*) FROM pg_class WHERE oid = '{schema}.plain'::regclass") == 1
     esc = hostile_schema.replace('"', '""')
