@@ -1,0 +1,246 @@
+"""HA layer behaviour: replication, PgBouncer -> pgpool -> PostgreSQL, failover, rejoin, switchover.
+
+Clients run inside the project's containers (docker exec); nothing leaves the host's Docker network.
+The tests run in file order and share the cluster: each one leaves it with one primary and two streaming
+standbys (the failover test's rejoin restores that state before the next test starts).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+SECRETS = EPHEMERAL / "secrets"
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", str(EPHEMERAL / "inventory" / "ansible_inventory.yml"))
+NODES = ["hc-mol-ha-pg1", "hc-mol-ha-pg2", "hc-mol-ha-pg3"]
+PROXY = "hc-mol-ha-proxy1"
+CA = "/etc/hingecraft/pki/pgbouncer/ca.crt"
+WRITER = "/var/tmp/ha_writer.py"
+ADMIN_PASSFILE = "/var/lib/postgresql/.hc_pgpool.pgpass"
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["docker", "inspect", PROXY], capture_output=True, check=False).returncode != 0,
+    reason=f"container {PROXY} is not running (run through `molecule test -s ha`)",
+)
+
+
+def secret(name):
+    return (SECRETS / name).read_text(encoding="utf-8").split()[0]
+
+
+def docker(*args, check=True, timeout=120, **kw):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout, **kw)
+
+
+def node_sql(node, sql, db="postgres"):
+    """Run SQL on a PostgreSQL node over its local socket as postgres (peer)."""
+    out = docker("exec", "-u", "postgres", node, "psql", "-XAtq", "-d", db, "-c", sql).stdout
+    return out.strip()
+
+
+def bouncer_sql(sql, user="app_rw", db="appdb", port=6432, check=True):
+    """Run SQL inside the proxy container through PgBouncer (or pgpool with port=9999), TLS verify-full."""
+    dsn = f"host=localhost port={port} dbname={db} user={user} sslmode=verify-full sslrootcert={CA}"
+    return docker(
+        "exec", "-e", f"PGPASSWORD={secret(user)}", PROXY, "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql,
+        check=check,
+    )
+
+
+def running(node):
+    return docker("inspect", "-f", "{{.State.Running}}", node).stdout.strip() == "true"
+
+
+def primaries():
+    out = []
+    for node in NODES:
+        if running(node):
+            res = docker("exec", "-u", "postgres", node, "psql", "-XAtq", "-c", "SELECT pg_is_in_recovery()",
+                         check=False)
+            if res.returncode == 0 and res.stdout.strip() == "f":
+                out.append(node)
+    return out
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def streaming_standbys(primary):
+    return node_sql(primary, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1")
+
+
+def two_streaming_standbys():
+    prim = primaries()
+    if len(prim) != 1:
+        return False
+    names = streaming_standbys(prim[0]).split()
+    return prim[0] if len(names) == 2 else False
+
+
+def playbook(name, *extra):
+    env = dict(os.environ)
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
+               ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FORCE_COLOR="0")
+    res = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", INVENTORY, str(ROOT / "playbooks" / name), *extra],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    return res.stdout
+
+
+def start_writer(table, count, seconds):
+    docker("cp", str(ROOT / "tests" / "bench" / "ha_writer.py"), f"{PROXY}:{WRITER}")
+    dsn = f"host=localhost port=6432 dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
+    return subprocess.Popen(
+        ["docker", "exec", "-u", "postgres", "-e", f"PGPASSWORD={secret('app_rw')}", "-e", f"HC_CA={CA}",
+         "-e", f"HC_ADMIN_PASSFILE={ADMIN_PASSFILE}", PROXY, "python3", WRITER, "--dsn", dsn, "--table", table,
+         "--count", str(count), "--seconds", str(seconds), "--interval", "0.02", "--nodes", ",".join(NODES)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish_writer(proc, timeout):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-2000:]
+    return json.loads(out)
+
+
+def check_no_loss(result, table):
+    acked = {n for n, _ in result["acked"]}
+    present = set(map(int, bouncer_sql(f"SELECT n FROM {table}").stdout.split()))
+    lost = sorted(acked - present)
+    assert not lost, f"{len(lost)} acknowledged rows lost, e.g. {lost[:10]}"
+    split = [s for s in result["samples"] if len(s[1]) > 1]
+    assert not split, f"two nodes out of recovery at sampled moments: {split[:3]}"
+    return acked
+
+
+def test_both_standbys_stream():
+    prim = primaries()
+    assert prim == ["hc-mol-ha-pg1"], f"expected pg1 as the only primary, got {prim}"
+    rows = node_sql(prim[0], "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1")
+    assert rows.splitlines() == [
+        "hc-mol-ha-pg2|streaming|quorum",
+        "hc-mol-ha-pg3|streaming|quorum",
+    ], rows
+    slots = node_sql(prim[0], "SELECT slot_name FROM pg_replication_slots WHERE active ORDER BY 1")
+    assert slots.split() == ["hc_mol_ha_pg2", "hc_mol_ha_pg3"]
+    assert node_sql(prim[0], "SHOW synchronous_standby_names").startswith("ANY 1 (")
+
+
+def test_standby_uses_tls_verify_full():
+    for node in NODES[1:]:
+        conninfo = node_sql(node, "SELECT conninfo FROM pg_stat_wal_receiver")
+        assert "sslmode=verify-full" in conninfo, conninfo
+    ssl = node_sql("hc-mol-ha-pg1", "SELECT bool_and(s.ssl) FROM pg_stat_replication r "
+                   "JOIN pg_stat_ssl s ON s.pid = r.pid")
+    assert ssl == "t"
+
+
+def test_write_through_pgbouncer_reaches_standbys():
+    bouncer_sql("CREATE TABLE IF NOT EXISTS ha_marker (id int PRIMARY KEY, note text)")
+    bouncer_sql("INSERT INTO ha_marker VALUES (1, 'through pgbouncer') ON CONFLICT (id) DO NOTHING")
+    for node in NODES[1:]:
+        wait_for(lambda n=node: node_sql(n, "SELECT note FROM ha_marker WHERE id = 1", db="appdb")
+                 == "through pgbouncer", 15, f"the row on {node}")
+
+
+def test_reads_are_balanced_over_the_standbys():
+    seen = set()
+    for _ in range(24):
+        seen.add(bouncer_sql("SELECT inet_server_addr()", port=9999).stdout.strip())
+    addrs = {docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n).stdout.strip(): n
+             for n in NODES}
+    standbys_hit = {addrs.get(a) for a in seen} & set(NODES[1:])
+    assert standbys_hit == set(NODES[1:]), f"reads reached {sorted(seen)}; standbys: {addrs}"
+
+
+def test_role_without_write_grant_is_refused():
+    bouncer_sql("GRANT SELECT ON ha_marker TO app_ro")
+    assert bouncer_sql("SELECT count(*) FROM ha_marker", user="app_ro").stdout.strip() == "1"
+    res = bouncer_sql("INSERT INTO ha_marker VALUES (2, 'nope')", user="app_ro", check=False)
+    assert res.returncode != 0 and "permission denied" in res.stderr, res.stderr
+
+
+def test_superuser_cannot_log_in_through_pgbouncer():
+    dsn = f"host=localhost port=6432 dbname=postgres user=postgres sslmode=verify-full sslrootcert={CA}"
+    res = docker("exec", "-e", f"PGPASSWORD={secret('postgres')}", PROXY, "psql", "-XAtq", dsn, "-c", "SELECT 1",
+                 check=False)
+    assert res.returncode != 0, "a superuser logged in through PgBouncer"
+
+
+def test_failover_loses_no_acknowledged_write_and_rejoins():
+    bouncer_sql("CREATE TABLE IF NOT EXISTS ha_failover (n int NOT NULL, at timestamptz DEFAULT clock_timestamp())")
+    proc = start_writer("ha_failover", count=1500, seconds=90)
+    time.sleep(4)
+    stopped_at = time.time()
+    docker("stop", "-t", "1", "hc-mol-ha-pg1")
+    result = finish_writer(proc, timeout=150)
+    acked = check_no_loss(result, "ha_failover")
+    after = [t for _, t in result["acked"] if t > stopped_at]
+    assert after, f"no write succeeded after the primary stopped; errors: {result['errors'][-3:]}"
+    before = [t for _, t in result["acked"] if t <= stopped_at]
+    assert before, "the writer had not started before the primary was stopped"
+    gap = max(b - a for a, b in zip([t for _, t in result["acked"]], [t for _, t in result["acked"]][1:]))
+    print(f"failover: {len(acked)} rows acknowledged, longest write gap {gap:.1f}s, "
+          f"first write {after[0] - stopped_at:.1f}s after docker stop")
+    assert gap < 30, f"writes stopped for {gap:.1f}s"
+    new_primary = primaries()
+    assert len(new_primary) == 1 and new_primary[0] != "hc-mol-ha-pg1"
+
+    # Fence the old primary before it boots: it comes back in recovery, never as a second primary.
+    docker("cp", str(ROOT / "molecule" / "ha" / "files" / "standby.signal"),
+           "hc-mol-ha-pg1:/var/lib/postgresql/17/main/standby.signal")
+    docker("start", "hc-mol-ha-pg1")
+    wait_for(lambda: docker("exec", "hc-mol-ha-pg1", "systemctl", "is-active", "postgresql@17-main",
+                            check=False).stdout.strip() == "active", 60, "pg1's server to start")
+    assert primaries() == new_primary
+    playbook("rejoin.yml", "-e", "replication_rejoin_host=hc-mol-ha-pg1")
+    assert wait_for(two_streaming_standbys, 60, "two streaming standbys") == new_primary[0]
+    assert node_sql("hc-mol-ha-pg1", "SELECT pg_is_in_recovery()") == "t"
+    out = docker("exec", "-u", "postgres", PROXY, "pcp_node_info", "-h", "localhost", "-U", "pcpadmin", "-w",
+                 "-a").stdout
+    assert out.count(" up ") == 3 or all(line.split()[2] in ("1", "2") for line in out.splitlines()), out
+
+
+def test_switchover_loses_no_write():
+    current = primaries()
+    target = "hc-mol-ha-pg1" if current != ["hc-mol-ha-pg1"] else "hc-mol-ha-pg2"
+    bouncer_sql("CREATE TABLE IF NOT EXISTS ha_switchover (n int NOT NULL)")
+    proc = start_writer("ha_switchover", count=1000, seconds=90)
+    time.sleep(3)
+    playbook("switchover.yml", "-e", f"switchover_target={target}")
+    result = finish_writer(proc, timeout=150)
+    acked = check_no_loss(result, "ha_switchover")
+    assert len(acked) == 1000, f"the writer stopped at {len(acked)} rows: {result['errors'][-3:]}"
+    assert wait_for(two_streaming_standbys, 60, "two streaming standbys") == target
+
+
+def test_standby_loss_and_pgbouncer_restart_keep_clients_working():
+    assert "hc-mol-ha-pg3" not in primaries()
+    docker("stop", "-t", "1", "hc-mol-ha-pg3")
+    try:
+        wait_for(lambda: bouncer_sql("INSERT INTO ha_marker VALUES (3, 'standby down') "
+                                     "ON CONFLICT (id) DO UPDATE SET note = excluded.note", check=False)
+                 .returncode == 0, 30, "writes with a standby down")
+        for _ in range(10):
+            assert bouncer_sql("SELECT count(*) FROM ha_marker", user="app_ro").returncode == 0
+        docker("exec", PROXY, "systemctl", "restart", "pgbouncer")
+        wait_for(lambda: bouncer_sql("SELECT 1", check=False).returncode == 0, 30, "a client after the restart")
+    finally:
+        docker("start", "hc-mol-ha-pg3")
+    playbook("rejoin.yml", "-e", "replication_rejoin_host=hc-mol-ha-pg3")
+    assert wait_for(two_streaming_standbys, 90, "two streaming standbys")

@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""Bounded writer and split-brain sampler for the HA tests and benchmark.
+
+Runs INSIDE the proxy container (python3-psycopg is there): it commits numbered rows through PgBouncer and, in
+a second thread, samples every backend's pg_is_in_recovery() as the admin role. Bounded by --count rows and
+--seconds wall time. Prints one JSON document: acknowledged row numbers with their commit times, errors, and
+the samples (time, nodes out of recovery).
+"""
+
+import argparse
+import json
+import os
+import threading
+import time
+
+import psycopg
+from psycopg import sql
+
+
+def sample(nodes, admin, stop, out, period):
+    while not stop.is_set():
+        at = time.time()
+        primaries = []
+        for node in nodes:
+            try:
+                with psycopg.connect(
+                    host=node, port=5432, dbname="postgres", user=admin, sslmode="verify-full",
+                    sslrootcert=os.environ["HC_CA"], passfile=os.environ["HC_ADMIN_PASSFILE"],
+                    connect_timeout=1, autocommit=True,
+                ) as conn:
+                    if not conn.execute(sql.SQL("SELECT pg_is_in_recovery()")).fetchone()[0]:
+                        primaries.append(node)
+            except psycopg.Error:
+                pass
+        out.append([at, primaries])
+        stop.wait(period)
+
+
+def write(dsn, table, count, seconds, interval):
+    acked, errors = [], []
+    conn = None
+    n = 1
+    deadline = time.monotonic() + seconds
+    insert = sql.SQL("INSERT INTO {} (n) VALUES (%s)").format(sql.Identifier(table))
+    while n <= count and time.monotonic() < deadline:
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2)
+            conn.execute(insert, [n])
+            acked.append([n, time.time()])
+            n += 1
+            time.sleep(interval)
+        except psycopg.Error as exc:
+            errors.append([time.time(), str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__])
+            if conn is not None:
+                conn.close()
+            conn = None
+            time.sleep(0.1)
+    if conn is not None:
+        conn.close()
+    return acked, errors
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dsn", required=True)
+    ap.add_argument("--table", default="ha_probe")
+    ap.add_argument("--count", type=int, default=500)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--interval", type=float, default=0.02)
+    ap.add_argument("--nodes", default="")
+    ap.add_argument("--admin", default="postgres")
+    ap.add_argument("--sample-period", type=float, default=0.5)
+    args = ap.parse_args()
+    samples, stop = [], threading.Event()
+    sampler = None
+    if args.nodes:
+        sampler = threading.Thread(
+            target=sample, args=(args.nodes.split(","), args.admin, stop, samples, args.sample_period), daemon=True
+        )
+        sampler.start()
+    started = time.time()
+    acked, errors = write(args.dsn, args.table, args.count, args.seconds, args.interval)
+    stop.set()
+    if sampler is not None:
+        sampler.join(timeout=10)
+    print(json.dumps({"started": started, "ended": time.time(), "acked": acked, "errors": errors,
+                      "samples": samples}))
+
+
+if __name__ == "__main__":
+    main()
