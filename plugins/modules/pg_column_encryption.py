@@ -21,14 +21,17 @@ description:
   - Keys travel only as bind parameters of a transaction-local C(set_config) (never inside statement text, so
     neither C(log_statement), pgaudit nor C(pg_stat_activity) shows them), and are never stored.
 author:
-  - HingeCraft platform engineering
+  - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
   - hingecraft.enterprise_db.postgres
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Counts the rows that would be re-encrypted; changes nothing.
+    details:
+      - Counts the rows that would be re-encrypted; changes nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   table:
@@ -147,7 +150,7 @@ def main():
     argument_spec.update(
         table={"type": "str", "required": True},
         columns={"type": "list", "elements": "str", "default": []},
-        key_id_column={"type": "str", "default": "key_id"},
+        key_id_column={"type": "str", "default": "key_id", "no_log": False},
         state={"type": "str", "choices": ["rotated", "status"], "default": "rotated"},
         old_key_id={"type": "int"},
         new_key_id={"type": "int"},
