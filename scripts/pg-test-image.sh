@@ -10,8 +10,8 @@ log() { printf '[pg-test-image] %s\n' "$*" >&2; }
 BASE=${HC_BASE_IMAGE:-hingecraft/debian13-systemd:latest}
 REPO=${HC_PG_TEST_IMAGE_REPO:-hingecraft/pg17-test}
 APT_CACHE=${HC_APT_CACHE:-/var/cache/hingecraft/apt-archives}
-PACKAGES="postgresql-17 postgresql-17-pgvector postgresql-17-partman postgresql-17-cron postgresql-17-hypopg
-postgresql-17-pgaudit python3-psycopg locales-all"
+PACKAGES="postgresql-17 postgresql-17-pgvector postgresql-17-partman postgresql-17-cron postgresql-17-hypopg"
+PACKAGES="$PACKAGES postgresql-17-pgaudit python3-psycopg locales-all"
 # Test database: pg_cron runs its jobs from cron.database_name, so the modules' tests use that database.
 TEST_DB=hc_it
 
@@ -30,12 +30,11 @@ else
   trap 'docker rm -f "$builder" >/dev/null 2>&1 || :' EXIT
   log "building $IMAGE from $BASE (apt-get install, about a minute)"
   docker run -d --name "$builder" -v "$APT_CACHE:/var/cache/apt/archives" "$BASE" sleep infinity >/dev/null
-  # shellcheck disable=SC2086
   docker exec -e DEBIAN_FRONTEND=noninteractive "$builder" bash -euo pipefail -c "
     apt-get update -q >/dev/null
     # The archive cache is shared with other containers: wait (bounded) while another apt holds its lock.
     for try in \$(seq 1 30); do
-      if apt-get install -y -q --no-install-recommends $(echo $PACKAGES) >/tmp/apt.log 2>&1; then break; fi
+      if apt-get install -y -q --no-install-recommends $PACKAGES >/tmp/apt.log 2>&1; then break; fi
       if [ \$try -lt 30 ] && grep -q 'Could not get lock' /tmp/apt.log; then sleep 5; continue; fi
       tail -n 30 /tmp/apt.log; exit 1
     done
