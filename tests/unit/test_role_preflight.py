@@ -1,0 +1,119 @@
+"""Bad input fails in argument validation or preflight, before anything changes, naming the variable.
+
+Each case runs `ansible-playbook --check --tags <role>_preflight` of the role against localhost: no package,
+file or service task can run, only argument-spec validation and the preflight asserts.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "tests" / "unit" / "playbooks" / "role_preflight.yml"
+ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=str(ROOT / ".venv" / "bin")) or shutil.which(
+    "ansible-playbook"
+)
+
+PG_OK = {
+    "postgresql_superuser_password": "x" * 20,
+    "postgresql_memory_mb": 1024,
+    "postgresql_cpus": 2,
+    "postgresql_hba_rules": [
+        {"type": "hostssl", "database": "all", "user": "all", "address": "10.0.0.0/8", "method": "scram-sha-256"}
+    ],
+    "postgresql_extensions": [{"name": "vector", "db": "app"}, {"name": "pg_cron", "db": "postgres"}],
+}
+PKI_OK = {"pki_ca_dir": "/nonexistent/controller/pki", "pki_server_certs": [{"name": "svc", "owner": "root"}]}
+
+
+def run(role, extra):
+    if ANSIBLE_PLAYBOOK is None:
+        pytest.skip("ansible-playbook not found (run make venv)")
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_NOCOLOR="1",
+    )
+    cmd = [
+        ANSIBLE_PLAYBOOK,
+        "-i",
+        "localhost,",
+        str(PLAYBOOK),
+        "--check",
+        "--tags",
+        f"{role}_preflight",
+        "-e",
+        json.dumps({"hc_role": role, **extra}),
+    ]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_postgresql_good_input_passes_preflight():
+    rc, out = run("postgresql", PG_OK)
+    assert rc == 0, out[-3000:]
+    assert "Check the pg_hba rules" in out
+    assert "PostgreSQL packages" not in out
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ({"postgresql_superuser_password": ""}, "postgresql_superuser_password is empty"),
+        ({"postgresql_port": "not-a-port"}, "postgresql_port"),
+        ({"postgresql_extensions": "vector"}, "postgresql_extensions"),
+        ({"postgresql_extensions": [{"name": "nosuchext", "db": "app"}]}, '"nosuchext"'),
+        ({"postgresql_extensions": [{"name": "pg_cron", "db": "app"}]}, "postgresql_cron_database"),
+        (
+            {"postgresql_hba_rules": [{"type": "host", "database": "all", "user": "app", "address": "0.0.0.0/0",
+                                       "method": "scram-sha-256"}]},
+            "postgresql_hba_rules[0]",
+        ),
+        (
+            {"postgresql_hba_rules": [{"type": "hostssl", "database": "all", "user": "app", "address": "0.0.0.0/0",
+                                       "method": "trust"}]},
+            "postgresql_hba_rules[0]",
+        ),
+        ({"postgresql_settings": {"ssl": "off"}}, "postgresql_settings sets ssl"),
+        ({"postgresql_shared_preload_libraries": ["pg_cron", "evil"]}, "unknown evil"),
+    ],
+    ids=["no-superuser-password", "port-type", "extensions-type", "unknown-extension", "pg_cron-db",
+         "plain-host-rule", "trust-rule", "enforced-setting", "unknown-library"],
+)
+def test_postgresql_bad_input_fails_naming_variable(override, expected):
+    rc, out = run("postgresql", {**PG_OK, **override})
+    assert rc != 0, out[-3000:]
+    assert expected in out, out[-3000:]
+    # Nothing past preflight ran.
+    assert "PostgreSQL packages" not in out
+
+
+def test_pki_good_input_passes_preflight():
+    rc, out = run("pki", PKI_OK)
+    assert rc == 0, out[-3000:]
+    assert "Check that pki_ca_dir is set" in out
+    assert "CA private key" not in out
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ({"pki_ca_dir": ""}, "pki_ca_dir is empty"),
+        ({"pki_server_certs": [{"name": "../etc", "owner": "root"}]}, "pki_server_certs entry"),
+        ({"pki_server_certs": [{"name": "svc"}]}, "owner"),
+        ({"pki_extra_sans": ["localhost"]}, "pki_extra_sans entry"),
+        ({"pki_cert_valid_days": "soon"}, "pki_cert_valid_days"),
+    ],
+    ids=["no-ca-dir", "bad-name", "no-owner", "san-prefix", "days-type"],
+)
+def test_pki_bad_input_fails_naming_variable(override, expected):
+    rc, out = run("pki", {**PKI_OK, **override})
+    assert rc != 0, out[-3000:]
+    assert expected in out, out[-3000:]
