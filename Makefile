@@ -81,6 +81,19 @@ molecule: venv image ## Every Molecule scenario in MOLECULE_SCENARIOS
 	  echo "[molecule] scenario $$s passed in $$(( $$(date +%s) - start )) s"
 	done
 
+.PHONY: bench-ha
+bench-ha: venv image ## HA benchmark: failover RTO/RPO, 5,000 pooled connections, pgbench -> docs/bench/ha.{json,png}
+	$(BIN)/pip install -q -r requirements-bench.txt
+	$(BIN)/molecule destroy -s ha
+	$(BIN)/molecule create -s ha
+	$(BIN)/molecule prepare -s ha
+	$(BIN)/molecule converge -s ha
+	eph=$$(ls -dt $$HOME/.ansible/tmp/molecule.*.ha | head -n 1)
+	status=0
+	$(PY) tests/bench/ha_bench.py --secrets $$eph/secrets --inventory $$eph/inventory/ansible_inventory.yml || status=$$?
+	$(BIN)/molecule destroy -s ha
+	exit $$status
+
 .PHONY: test
 test: lint unit integration molecule ## Everything CI runs
 
