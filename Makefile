@@ -16,7 +16,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 # Molecule scenarios that `make test` runs, in order (each: create, converge, idempotence, verify, destroy).
-MOLECULE_SCENARIOS ?= pki postgresql schema backup security
+MOLECULE_SCENARIOS ?= pki postgresql schema backup security ha
 
 .PHONY: help
 help: ## List the targets
