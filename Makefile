@@ -60,7 +60,7 @@ lab-destroy: venv engine ## Remove the lab containers and network
 .PHONY: lint
 lint: venv tools ## ansible-lint (production), yamllint, ruff, ansible-test sanity
 	$(BIN)/yamllint -s .
-	$(BIN)/ruff check plugins tests scripts
+	$(BIN)/ruff check plugins tests scripts molecule roles
 	$(BIN)/ansible-lint --profile production
 	scripts/sanity.sh
 

@@ -1,4 +1,3 @@
-#!/usr/bin/python
 # Copyright: HingeCraft platform engineering
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 

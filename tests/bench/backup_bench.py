@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Backup benchmark on the `backup` Molecule scenario's containers (make bench-backup converges them first).
 
 Measures, with the real pgBackRest setup (TLS repository host, aes-256-cbc, lz4, async archiving):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """HA benchmark (make bench-ha): failover RTO/RPO, 5,000 pooled connections, pgbench through the poolers.
 
 Runs against the Molecule `ha` cluster (containers hc-mol-ha-*; `make bench-ha` creates and converges it, then
@@ -109,8 +108,8 @@ def failover_trial(c, mode, table):
     if proc.returncode != 0:
         raise RuntimeError(err[-2000:])
     res = json.loads(out)
-    acked = {n for n, _ in res["acked"]}
-    after = [t for _, t in res["acked"] if t > killed_at]
+    acked = {n for n, _unused in res["acked"]}
+    after = [t for _unused, t in res["acked"] if t > killed_at]
     present = set(map(int, c.bouncer_sql(f"SELECT n FROM {table}").split()))
     lost = len(acked - present)
     split = sum(1 for s in res["samples"] if len(s[1]) > 1)

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Bounded writer and split-brain sampler for the HA tests and benchmark.
 
 Runs INSIDE the proxy container (python3-psycopg is there): it commits numbered rows through PgBouncer and, in

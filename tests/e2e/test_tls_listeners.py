@@ -20,7 +20,7 @@ def _running(container):
 
 
 @pytest.mark.parametrize("host, container, listener", LISTENERS,
-                         ids=[f"{h}:{item['name']}:{item['port']}" for h, _, item in LISTENERS])
+                         ids=[f"{h}:{item['name']}:{item['port']}" for h, _unused, item in LISTENERS])
 def test_lab_listener_is_tls_only(host, container, listener):
     if not _running(container):
         pytest.skip(f"lab container {container} is not running (make lab)")

@@ -41,7 +41,7 @@ def test_password_guessing_is_slowed_and_logged(pg, log):
     """At most 10 guesses: each fails, each takes at least the auth_delay, each is logged."""
     mark = log.mark()
     started = time.monotonic()
-    for _ in range(10):
+    for _unused in range(10):
         res = pg.run("app_rw_login", [("SELECT 1",)], password=pysecrets.token_urlsafe(12))
         assert not res["ok"] and "password authentication failed" in res["error"], res
         assert res["seconds"] >= 0.4, res
@@ -61,7 +61,7 @@ def test_roles_have_connection_limits_and_timeouts(pg):
         (["app_rw_login", "app_ro_login", "bi_reader_login", "etl", "auditor_login", "monitoring"],))}
     assert rows["app_rw_login"][0] == 100 and "statement_timeout=30s" in rows["app_rw_login"][1]
     assert "default_transaction_read_only=on" in rows["app_ro_login"][1]
-    assert all(limit > 0 for limit, _ in rows.values())
+    assert all(limit > 0 for limit, _unused in rows.values())
 
 
 def test_public_has_no_rights_on_databases_and_schema_public(pg):
@@ -214,10 +214,9 @@ def test_sensitive_table_reads_are_object_audited(pg, log):
 def customer(pg):
     key, kid = pysecrets.token_urlsafe(24), 1000 + pysecrets.randbelow(1_000_000)
     email = f"alice-{pysecrets.token_hex(4)}@example.org"
-    pg.ok("app_rw_login", [(KEY_SET, (kid, key, kid)),
-                     (("INSERT INTO app.customers (tenant_id, name, email, phone, key_id) VALUES "
-                      "('acme', 'Alice', hc_crypto.encrypt(%s), hc_crypto.encrypt(%s), hc_crypto.current_key_id())"),
-                      (email, "+44 20 7946 0000"))])
+    insert = ("INSERT INTO app.customers (tenant_id, name, email, phone, key_id) VALUES "
+              "('acme', 'Alice', hc_crypto.encrypt(%s), hc_crypto.encrypt(%s), hc_crypto.current_key_id())")
+    pg.ok("app_rw_login", [(KEY_SET, (kid, key, kid)), (insert, (email, "+44 20 7946 0000"))])
     return {"key": key, "email": email, "kid": kid}
 
 

@@ -19,6 +19,6 @@ LISTENERS = _listeners()
 @pytest.mark.skipif(not LISTENERS, reason="no security_tls_listeners in the Molecule inventory "
                                           "(run through `molecule verify -s security`)")
 @pytest.mark.parametrize("host, container, listener", LISTENERS,
-                         ids=[f"{h}:{item['name']}:{item['port']}" for h, _, item in LISTENERS])
+                         ids=[f"{h}:{item['name']}:{item['port']}" for h, _unused, item in LISTENERS])
 def test_listener_refuses_plaintext_and_foreign_certificates(host, container, listener):
     assert_listener_secure(container, listener)

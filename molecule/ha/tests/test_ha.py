@@ -119,7 +119,7 @@ def finish_writer(proc, timeout):
 
 
 def check_no_loss(result, table):
-    acked = {n for n, _ in result["acked"]}
+    acked = {n for n, _unused in result["acked"]}
     present = set(map(int, bouncer_sql(f"SELECT n FROM {table}").stdout.split()))
     lost = sorted(acked - present)
     assert not lost, f"{len(lost)} acknowledged rows lost, e.g. {lost[:10]}"
@@ -160,7 +160,7 @@ def test_write_through_pgbouncer_reaches_standbys():
 
 def test_reads_are_balanced_over_the_standbys():
     seen = set()
-    for _ in range(24):
+    for _unused in range(24):
         seen.add(bouncer_sql("SELECT inet_server_addr()", port=9999).stdout.strip())
     addrs = {docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n).stdout.strip(): n
              for n in NODES}
@@ -190,11 +190,11 @@ def test_failover_loses_no_acknowledged_write_and_rejoins():
     docker("stop", "-t", "1", "hc-mol-ha-pg1")
     result = finish_writer(proc, timeout=150)
     acked = check_no_loss(result, "ha_failover")
-    after = [t for _, t in result["acked"] if t > stopped_at]
+    after = [t for _unused, t in result["acked"] if t > stopped_at]
     assert after, f"no write succeeded after the primary stopped; errors: {result['errors'][-3:]}"
-    before = [t for _, t in result["acked"] if t <= stopped_at]
+    before = [t for _unused, t in result["acked"] if t <= stopped_at]
     assert before, "the writer had not started before the primary was stopped"
-    gap = max(b - a for a, b in zip([t for _, t in result["acked"]], [t for _, t in result["acked"]][1:]))
+    gap = max(b - a for a, b in zip([t for _unused, t in result["acked"]], [t for _unused, t in result["acked"]][1:]))
     print(f"failover: {len(acked)} rows acknowledged, longest write gap {gap:.1f}s, "
           f"first write {after[0] - stopped_at:.1f}s after docker stop")
     assert gap < 30, f"writes stopped for {gap:.1f}s"
@@ -236,7 +236,7 @@ def test_standby_loss_and_pgbouncer_restart_keep_clients_working():
         wait_for(lambda: bouncer_sql("INSERT INTO ha_marker VALUES (3, 'standby down') "
                                      "ON CONFLICT (id) DO UPDATE SET note = excluded.note", check=False)
                  .returncode == 0, 30, "writes with a standby down")
-        for _ in range(10):
+        for _unused in range(10):
             assert bouncer_sql("SELECT count(*) FROM ha_marker", user="app_ro").returncode == 0
         docker("exec", PROXY, "systemctl", "restart", "pgbouncer")
         wait_for(lambda: bouncer_sql("SELECT 1", check=False).returncode == 0, 30, "a client after the restart")

@@ -61,7 +61,7 @@ def test_conf_d_fragment_is_read(host):
     try:
         psql(host, "SELECT pg_reload_conf()")
         value = ""
-        for _ in range(20):
+        for _unused in range(20):
             value = psql(host, "SHOW idle_session_timeout")
             if value == "77s":
                 break
@@ -117,10 +117,10 @@ def scratch_db(host):
         ("pg_stat_statements", "SELECT count(*) >= 0 FROM pg_stat_statements"),
         ("pgaudit", "SELECT current_setting('pgaudit.log') = 'ddl,role'"),
         ("timescaledb", ("CREATE TABLE m(t timestamptz NOT NULL, v int); "
-                        "SELECT create_hypertable('m', 't') IS NOT NULL; DROP TABLE m")),
+                         "SELECT create_hypertable('m', 't') IS NOT NULL; DROP TABLE m")),
         ("vector", "SELECT '[1,2,3]'::vector <-> '[1,2,4]'::vector = 1"),
         ("hypopg", ("CREATE TABLE h(a int); SELECT count(*) = 1 FROM hypopg_create_index('CREATE INDEX ON h(a)'); "
-                   "DROP TABLE h")),
+                    "DROP TABLE h")),
         ("pg_partman", "SELECT count(*) > 0 FROM pg_proc WHERE proname = 'create_parent'"),
         ("pg_qualstats", "SELECT count(*) >= 0 FROM pg_qualstats()"),
         ("pg_trgm", "SELECT similarity('hingecraft', 'hingecraf') > 0.5"),

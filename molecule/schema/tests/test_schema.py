@@ -78,7 +78,6 @@ def test_tenant_sees_only_its_rows(host, data):
                        "SELECT string_agg(DISTINCT tenant_id, ',') || ':' || count(*) FROM app.members;") == 'acme:2'
 
 
-
 def test_bi_reader_reads_dashboards_not_tables(host, data):
     psql(host, 'REFRESH MATERIALIZED VIEW app.mv_donation_summary;')
     assert value(host, "SET ROLE bi_reader; SELECT total FROM app.mv_donation_summary "

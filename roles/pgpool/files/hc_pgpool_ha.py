@@ -105,7 +105,7 @@ def failover(cfg, args):
         log("no standby answers: cannot promote")
         return 1
     candidates.sort(reverse=True)
-    lsn, _, _, node_id, b = candidates[0]
+    lsn, _unused, _unused, node_id, b = candidates[0]
     log(f"promoting node {node_id} ({b['host']}), received WAL at byte {lsn}")
     with connect(cfg, b["host"], int(b["port"])) as conn:
         ok = conn.execute(sql.SQL("SELECT pg_promote(true, %s)"), [int(cfg.get("promote_wait", 60))]).fetchone()[0]

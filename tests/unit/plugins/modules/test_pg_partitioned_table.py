@@ -40,8 +40,8 @@ def test_wanted_periods_premake_start_and_retention():
     assert wanted_periods(D(2026, 6, 15), 'month', 0, start=D(2026, 4, 9)) == [D(2026, 4, 1), D(2026, 5, 1),
                                                                                D(2026, 6, 1)]
     # retention narrows a start that lies further back
-    assert wanted_periods(D(2026, 6, 15), 'month', 0, start=D(2025, 1, 1), retention=1) == [D(2026, 5, 1),
-                                                                                          D(2026, 6, 1)]
+    assert wanted_periods(D(2026, 6, 15), 'month', 0, start=D(2025, 1, 1), retention=1) == [
+        D(2026, 5, 1), D(2026, 6, 1)]
     assert wanted_periods(D(2026, 6, 15), 'day', 1) == [D(2026, 6, 15), D(2026, 6, 16)]
 
 
