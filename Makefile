@@ -94,6 +94,10 @@ bench-ha: venv image ## HA benchmark: failover RTO/RPO, 5,000 pooled connections
 	$(BIN)/molecule destroy -s ha
 	exit $$status
 
+.PHONY: e2e
+e2e: venv ## Against a running lab (make lab): TLS audit of every listener listed in the lab inventory
+	$(BIN)/pytest -q tests/e2e
+
 .PHONY: test
 test: lint unit integration molecule ## Everything CI runs
 
