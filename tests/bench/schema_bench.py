@@ -36,8 +36,8 @@ def sh(cmd, timeout=600, check=True, **kw):
     return p
 
 
-def dexec(container, *args, user="postgres", timeout=3600):
-    return sh(["docker", "exec", "-u", user, container, *args], timeout=timeout)
+def dexec(container, *args, user="postgres", timeout=3600, check=True):
+    return sh(["docker", "exec", "-u", user, container, *args], timeout=timeout, check=check)
 
 
 def ensure_container(name):
@@ -51,12 +51,12 @@ def ensure_container(name):
             "--cap-add", "SYS_ADMIN", "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
             "-v", f"{APT_CACHE}:/var/cache/apt/archives", "--tmpfs", "/run", "--tmpfs", "/run/lock",
             "--tmpfs", "/tmp", IMAGE, "/lib/systemd/systemd"])
-    if dexec(name, "sh", "-c", "command -v pg_lsclusters || true", user="root").stdout.strip() == "":
+    if dexec(name, "sh", "-c", "command -v pg_lsclusters", user="root", check=False).returncode != 0:
         log("installing postgresql-17 (about a minute)")
         dexec(name, "sh", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
               "postgresql-17 python3-psycopg", user="root", timeout=900)
     deadline = time.monotonic() + 90
-    while dexec(name, "sh", "-c", "pg_isready -q && echo ok || true", user="root").stdout.strip() != "ok":
+    while dexec(name, "pg_isready", "-q", user="root", check=False).returncode != 0:
         if time.monotonic() > deadline:
             raise SystemExit("PostgreSQL did not start in the bench container")
         time.sleep(1)
@@ -66,7 +66,7 @@ def ensure_container(name):
           "-c", "ALTER SYSTEM SET max_wal_size = '4GB'", "-c", "ALTER SYSTEM SET random_page_cost = 1.1")
     dexec(name, "systemctl", "restart", "postgresql@17-main", user="root")
     deadline = time.monotonic() + 90
-    while dexec(name, "sh", "-c", "pg_isready -q && echo ok || true", user="root").stdout.strip() != "ok":
+    while dexec(name, "pg_isready", "-q", user="root", check=False).returncode != 0:
         if time.monotonic() > deadline:
             raise SystemExit("PostgreSQL did not restart in the bench container")
         time.sleep(1)
