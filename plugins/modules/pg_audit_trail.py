@@ -119,19 +119,13 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    import psycopg
-    from psycopg import sql
-except ImportError:  # reported by ensure_psycopg
-    psycopg = None
-    sql = None
-
 from ansible_collections.hingecraft.enterprise_db.plugins.module_utils.postgres import (
     PgSession,
     ensure_psycopg,
     postgres_common_argument_spec,
+    psycopg,
     split_qualified,
+    sql,
 )
 
 FUNC = "log_change"

@@ -147,19 +147,13 @@ diff:
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    import psycopg
-    from psycopg import sql
-except ImportError:  # reported by ensure_psycopg
-    psycopg = None
-    sql = None
-
 from ansible_collections.hingecraft.enterprise_db.plugins.module_utils.postgres import (
     PgSession,
     ensure_psycopg,
     postgres_common_argument_spec,
+    psycopg,
     split_qualified,
+    sql,
 )
 
 TENANT_ID_RE = re.compile(r"^[a-z0-9_]{1,40}$")

@@ -23,5 +23,5 @@ def _running(container):
                          ids=[f"{h}:{item['name']}:{item['port']}" for h, _unused, item in LISTENERS])
 def test_lab_listener_is_tls_only(host, container, listener):
     if not _running(container):
-        pytest.skip(f"lab container {container} is not running (make lab)")
+        pytest.skip(reason=f"lab container {container} is not running (make lab)")
     assert_listener_secure(container, listener)

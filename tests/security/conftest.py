@@ -101,11 +101,11 @@ class Log:
 def pg():
     secrets = _secrets_dir()
     if secrets is None or not secrets.is_dir():
-        pytest.skip("no scenario secrets: run through `molecule verify -s security` "
+        pytest.skip(reason="no scenario secrets: run through `molecule verify -s security` "
                     "(or set HC_SECURITY_CONTAINER and HC_SECURITY_SECRETS)")
     probe = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", CONTAINER], capture_output=True, text=True, check=False)
     if probe.stdout.strip() != "true":
-        pytest.skip(f"container {CONTAINER} is not running (create it with `molecule converge -s security`)")
+        pytest.skip(reason=f"container {CONTAINER} is not running (create it with `molecule converge -s security`)")
     dexec("sh", "-c", f"cat > {CLIENT}", stdin=(HERE / "pgclient.py").read_text())
     return Pg(secrets)
 
@@ -119,7 +119,7 @@ def log():
 def molecule_inventory():
     eph = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
     if not eph:
-        pytest.skip("needs the Molecule inventory (MOLECULE_EPHEMERAL_DIRECTORY): run through molecule verify")
+        pytest.skip(reason="needs the Molecule inventory (MOLECULE_EPHEMERAL_DIRECTORY): run through molecule verify")
     return str(pathlib.Path(eph) / "inventory")
 
 

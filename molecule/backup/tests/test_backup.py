@@ -48,7 +48,7 @@ def postmaster_start(host):
 def run_playbook(name, **extra):
     """Run one of the project's playbooks against the Molecule inventory, the way an operator would."""
     if EPHEMERAL is None:
-        pytest.skip("MOLECULE_EPHEMERAL_DIRECTORY is not set: these tests run under `molecule verify`")
+        pytest.skip(reason="MOLECULE_EPHEMERAL_DIRECTORY is not set: these tests run under `molecule verify`")
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE", str(EPHEMERAL / "inventory"))
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(EPHEMERAL / "ansible.cfg")
