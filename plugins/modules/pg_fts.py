@@ -86,6 +86,46 @@ options:
     description:
       - Column returned by the search function to identify rows. Default - the single-column primary key.
     type: str
+  trigram_index_name:
+    description:
+      - Name of the trigram index. Default C(<table>_<trigram_column>_trgm).
+    type: str
+  match_owner:
+    description:
+      - Make the search function fast under row-level security. C(@@) is not C(LEAKPROOF), so with RLS on the
+        table PostgreSQL applies the policies first and cannot use the GIN index (a tenant's search scans all of the
+        tenant's rows).
+      - With this option the index-backed match runs in a second function C(<search_function>_match), C(SECURITY
+        DEFINER), C(SET search_path = pg_catalog, pg_temp), owned by this role - which must exist, must not be a
+        superuser and must have C(BYPASSRLS). It returns the primary key and rank of the matching rows, filtered
+        explicitly by O(tenant_column) = O(tenant_function)() as evaluated by the caller. The search function
+        (C(SECURITY INVOKER)) then joins those keys back to the table, so every RLS policy still applies to every
+        row the caller gets.
+      - The module grants this role C(USAGE) on the schema and C(SELECT) on the key, tenant and search columns only.
+      - Callers that lack C(EXECUTE) on the match function (see O(match_roles)), and callers for whom row-level
+        security is not active on the table (C(row_security_active()) - superusers, C(BYPASSRLS) roles), get the
+        plain query.
+      - Needs a primary key on the table and O(search_function). Unset - the match function is dropped.
+    type: str
+  match_roles:
+    description:
+      - Roles granted C(EXECUTE) on the match function (it is revoked from everyone else, C(PUBLIC) included).
+      - Grant it only to roles that may read every tenant they can name - with pg_tenant's model, the trusted roles
+        that choose a tenant with C(set_tenant()) - because a direct call returns keys and ranks for the tenant it
+        is given, without the table's other policies. Through the search function the policies always apply.
+    type: list
+    elements: str
+    default: []
+  tenant_column:
+    description:
+      - Column that holds the tenant; the match function only returns rows whose O(tenant_column) equals
+        O(tenant_function)() evaluated as the caller. Needs O(tenant_function).
+    type: str
+  tenant_function:
+    description:
+      - A function without arguments (C(schema.name)) that returns the caller's tenant, for example
+        C(tenancy.current_tenant) from M(hingecraft.enterprise_db.pg_tenant). A NULL tenant matches nothing.
+    type: str
   create_extensions:
     description:
       - Create C(unaccent) and C(pg_trgm) when they are needed and missing (both are trusted extensions).
@@ -105,6 +145,10 @@ seealso:
     description: PostgreSQL manual.
     link: https://www.postgresql.org/docs/17/pgtrgm.html
   - module: hingecraft.enterprise_db.pg_index
+  - module: hingecraft.enterprise_db.pg_tenant
+  - name: Row security policies (LEAKPROOF and index use)
+    description: PostgreSQL manual.
+    link: https://www.postgresql.org/docs/17/ddl-rowsecurity.html
 '''
 
 EXAMPLES = r'''
@@ -120,6 +164,23 @@ EXAMPLES = r'''
     config_source: simple
     trigram_column: display_name
     search_function: app.search_members
+
+- name: The same search, fast for tenant sessions under row-level security
+  hingecraft.enterprise_db.pg_fts:
+    db: hingecraft
+    table: app.members
+    column: search
+    weights:
+      - {column: display_name, weight: A}
+      - {column: bio, weight: B}
+    config: app.hc_search
+    config_source: english
+    search_function: app.search_members
+    key_column: member_id
+    match_owner: search_owner        # NOLOGIN BYPASSRLS, not a superuser
+    match_roles: [app_rw, app_ro]    # the roles trusted to choose a tenant
+    tenant_column: tenant_id
+    tenant_function: tenancy.current_tenant
 '''
 
 RETURN = r'''
@@ -151,6 +212,9 @@ state:
       type: dict
     function:
       description: Identity and result of the search function.
+      type: str
+    match_function:
+      description: Identity, result and owner of the SECURITY DEFINER match function, or null.
       type: str
 diff:
   description: Before and after (keys of RV(state)), in diff mode.
@@ -234,22 +298,50 @@ def column_expression(s, schema, table, column):
 def function_info(s, fschema, fname):
     rows = s.query(
         "SELECT p.oid, pg_catalog.pg_get_function_identity_arguments(p.oid) AS args, "
-        "pg_catalog.pg_get_function_result(p.oid) AS result, p.prosrc AS src FROM pg_catalog.pg_proc p "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = %s",
+        "pg_catalog.pg_get_function_result(p.oid) AS result, p.prosrc AS src, p.prosecdef AS secdef, "
+        "l.lanname AS lang, p.proconfig AS config, pg_catalog.pg_get_userbyid(p.proowner) AS owner, "
+        "p.oid::regprocedure::text AS signature, "
+        "coalesce((SELECT array_agg(CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_catalog.pg_get_userbyid(a.grantee) "
+        "END ORDER BY 1) FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a "
+        "WHERE a.privilege_type = 'EXECUTE'), '{}') AS executors "
+        "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+        "JOIN pg_catalog.pg_language l ON l.oid = p.prolang WHERE n.nspname = %s AND p.proname = %s",
         (fschema, fname))
     return rows
+
+
+def match_name(fname):
+    return idx_name(fname, 'match', '')
+
+
+def describe_function(fn, row, with_owner=False):
+    if row is None:
+        return None
+    text = f"{fn[0]}.{fn[1]}({row['args']}) RETURNS {row['result']}"
+    if with_owner:
+        text += f" SECURITY {'DEFINER' if row['secdef'] else 'INVOKER'} OWNER {row['owner']}"
+    return text
 
 
 def read_state(s, p, schema, table, cfg_text, gin_name, trgm_name, fn):
     col = column_expression(s, schema, table, p['column'])
     state = {'expression': col['expr'] if col else None, 'index': index_def(s, schema, gin_name),
              'trigram_index': index_def(s, schema, trgm_name) if trgm_name else None,
-             'config': config_mappings(s, cfg_text) if p['config_source'] else None, 'function': None}
+             'config': config_mappings(s, cfg_text) if p['config_source'] else None, 'function': None,
+             'match_function': None}
     if fn:
         rows = function_info(s, *fn)
-        if rows:
-            state['function'] = f"{fn[0]}.{fn[1]}({rows[0]['args']}) RETURNS {rows[0]['result']}"
+        state['function'] = describe_function(fn, rows[0] if rows else None)
+        mfn = (fn[0], match_name(fn[1]))
+        rows = function_info(s, *mfn)
+        state['match_function'] = describe_function(mfn, rows[0] if rows else None, with_owner=True)
     return state
+
+
+def role_row(s, name):
+    rows = s.query('SELECT rolname, rolsuper, rolbypassrls, rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s',
+                   (name,))
+    return rows[0] if rows else None
 
 
 def main():
@@ -266,21 +358,32 @@ def main():
         trigram_column={'type': 'str'},
         search_function={'type': 'str'},
         key_column={'type': 'str', 'no_log': False},
+        trigram_index_name={'type': 'str'},
+        match_owner={'type': 'str'},
+        match_roles={'type': 'list', 'elements': 'str', 'default': []},
+        tenant_column={'type': 'str'},
+        tenant_function={'type': 'str'},
         create_extensions={'type': 'bool', 'default': True},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_together=[('tenant_column', 'tenant_function')],
+                           required_by={'match_owner': 'search_function', 'tenant_column': 'match_owner'})
     ensure_psycopg(module)
     p = module.params
     try:
         schema, table = split_qualified(p['table'])
         fn = split_qualified(p['search_function']) if p['search_function'] else None
         cfg = config_ident(p['config'])
+        tenant_fn = split_qualified(p['tenant_function']) if p['tenant_function'] else None
     except ValueError as e:
         module.fail_json(msg=f'invalid name: {e}')
     if not p['weights']:
         module.fail_json(msg='weights must name at least one column')
+    if p['match_roles'] and not p['match_owner']:
+        module.fail_json(msg='match_roles needs match_owner')
     gin_name = p['index_name'] or idx_name(table, p['column'], '_gin')
-    trgm_name = idx_name(table, p['trigram_column'], '_trgm') if p['trigram_column'] else None
+    trgm_name = (p['trigram_index_name'] or idx_name(table, p['trigram_column'], '_trgm')) \
+        if p['trigram_column'] else None
     tbl = sql.Identifier(schema, table)
 
     s = PgSession(module)
@@ -290,7 +393,8 @@ def main():
     if rel is None or rel['relkind'] not in ('r', 'p'):
         s.fail(f"table {p['table']} does not exist")
     cols = {c['name']: c for c in s.columns(schema, table)}
-    wanted = [w['column'] for w in p['weights']] + [c for c in (p['trigram_column'], p['key_column']) if c]
+    extra = (p['trigram_column'], p['key_column'], p['tenant_column'])
+    wanted = [w['column'] for w in p['weights']] + [c for c in extra if c]
     missing = [c for c in wanted if c not in cols]
     if missing:
         s.fail(f"unknown column(s) in table {p['table']}: {', '.join(missing)}")
@@ -310,6 +414,29 @@ def main():
             if len(pk) != 1:
                 s.fail('search_function needs key_column: the table has no single-column primary key')
             key = pk[0]['attname']
+    pk_cols = [r['attname'] for r in s.query(
+        "SELECT a.attname FROM pg_catalog.pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.ord", (rel['oid'],))]
+    if p['match_owner']:
+        owner = role_row(s, p['match_owner'])
+        if owner is None:
+            s.fail(f"match_owner role {p['match_owner']} does not exist")
+        if owner['rolsuper']:
+            s.fail(f"match_owner {p['match_owner']} is a superuser: use a NOLOGIN role with BYPASSRLS and no other power")
+        if not owner['rolbypassrls']:
+            s.fail(f"match_owner {p['match_owner']} needs BYPASSRLS (row-level security would hide every row from "
+                   'the match function, or keep the GIN index out of use)')
+        unknown = [r for r in p['match_roles'] if role_row(s, r) is None]
+        if unknown:
+            s.fail(f"match_roles: unknown role(s) {', '.join(unknown)}")
+        if not pk_cols:
+            s.fail(f"match_owner needs a primary key on {p['table']} to join the matches back to the table")
+        if 'rank' in pk_cols:
+            s.fail('match_owner: a primary key column named rank clashes with the rank result column')
+        tenant_sig = sql.Identifier(*tenant_fn).as_string(s.conn) + '()' if tenant_fn else None
+        if tenant_sig and not s.query('SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AS ok', (tenant_sig,))[0]['ok']:
+            s.fail(f"tenant_function {p['tenant_function']}() does not exist")
     if p['config_source']:
         if ts_config_oid(s, p['config_source']) is None:
             s.fail(f"config_source {p['config_source']} is not a text search configuration")
@@ -378,7 +505,10 @@ def main():
         s.fail(f'index {gin_name} exists with another definition: {gin_def}')
     if trgm_name:
         ensure_extension('pg_trgm')
-        if index_def(s, schema, trgm_name) is None:
+        trgm_def = index_def(s, schema, trgm_name)
+        if trgm_def is not None and 'gin_trgm_ops' not in trgm_def:
+            s.fail(f'index {trgm_name} exists with another definition: {trgm_def}')
+        if trgm_def is None:
             trgm_schema = s.query("SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n "
                                   "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'")[0]['nspname']
             s.execute(sql.SQL('CREATE INDEX {} ON {} USING gin ({} {})').format(
@@ -386,28 +516,117 @@ def main():
                 sql.Identifier(trgm_schema, 'gin_trgm_ops')))
             changed = True
 
-    # --- ranked search function
+    # --- ranked search function (and, with match_owner, the index-backed SECURITY DEFINER match)
+    def ensure_function(ident, args_text, result_text, create_sql, want):
+        """Create or replace a function; drop it first when its arguments or result type change."""
+        nonlocal changed
+        rows = function_info(s, *ident)
+        current = rows[0] if rows else None
+        same_sig = current is not None and current['args'] == args_text and \
+            current['result'].replace('"', '') == result_text.replace('"', '')
+        if current is not None and not same_sig:
+            s.execute(sql.SQL('DROP FUNCTION {}({})').format(sql.Identifier(*ident), sql.SQL(current['args'])))
+        if not same_sig or any(current[k] != v for k, v in want.items()):
+            s.execute(create_sql)
+            changed = True
+
     if fn:
         key_type = cols[key]['type']
-        body = sql.SQL(
+        kid = sql.Identifier(key)
+        plain = sql.SQL(
             'SELECT t.{key}, pg_catalog.ts_rank_cd(t.{col}, q) AS rank '
-            'FROM {tbl} AS t, pg_catalog.websearch_to_tsquery({cfg}::regconfig, search_query) AS q '
-            'WHERE t.{col} @@ q ORDER BY rank DESC, t.{key} LIMIT max_results').format(
-                key=sql.Identifier(key), col=sql.Identifier(p['column']), tbl=tbl, cfg=sql.Literal(cfg_text))
+            'FROM {tbl} AS t, pg_catalog.websearch_to_tsquery({cfg}::regconfig, {arg}) AS q '
+            'WHERE t.{col} @@ q ORDER BY {order} LIMIT {lim}')
+        mfn = (fn[0], match_name(fn[1]))
+        if p['match_owner']:
+            tenant_arg = sql.SQL(', tenant text') if p['tenant_column'] else sql.SQL('')
+            m_args_text = 'search_query text' + (', tenant text' if p['tenant_column'] else '')
+            m_cols = sql.SQL(', ').join(sql.SQL('{} {}').format(sql.Identifier(c), sql.SQL(cols[c]['type']))
+                                        for c in pk_cols)
+            m_result = 'TABLE(' + ', '.join(f"{sql.Identifier(c).as_string(s.conn)} {cols[c]['type']}"
+                                            for c in pk_cols) + ', rank real)'
+            m_body = sql.SQL(
+                'SELECT {pk}, pg_catalog.ts_rank_cd(t.{col}, q) '
+                'FROM {tbl} AS t, pg_catalog.websearch_to_tsquery({cfg}::regconfig, $1) AS q '
+                'WHERE t.{col} @@ q{tenant}').format(
+                    pk=sql.SQL(', ').join(sql.SQL('t.{}').format(sql.Identifier(c)) for c in pk_cols),
+                    col=sql.Identifier(p['column']), tbl=tbl, cfg=sql.Literal(cfg_text),
+                    tenant=sql.SQL(' AND t.{} = $2').format(sql.Identifier(p['tenant_column']))
+                    if p['tenant_column'] else sql.SQL('')).as_string(s.conn)
+            m_create = sql.SQL(
+                'CREATE OR REPLACE FUNCTION {fn}(search_query text{targ}) RETURNS TABLE ({cols}, rank real) '
+                'LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp '
+                'AS {body}').format(fn=sql.Identifier(*mfn), targ=tenant_arg, cols=m_cols, body=sql.Literal(m_body))
+            ensure_function(mfn, m_args_text, m_result, m_create,
+                            {'src': m_body, 'secdef': True, 'config': ['search_path=pg_catalog, pg_temp']})
+            m_ident = sql.SQL('{}({})').format(sql.Identifier(*mfn),
+                                               sql.SQL('text, text' if p['tenant_column'] else 'text'))
+            rows = function_info(s, *mfn)
+            if rows and rows[0]['owner'] != p['match_owner']:
+                s.execute(sql.SQL('ALTER FUNCTION {} OWNER TO {}').format(m_ident, sql.Identifier(p['match_owner'])))
+                changed = True
+            rows = function_info(s, *mfn)
+            executors = set(rows[0]['executors']) - {rows[0]['owner']} if rows else set()
+            for r in sorted(executors - set(p['match_roles'])):
+                s.execute(sql.SQL('REVOKE EXECUTE ON FUNCTION {} FROM {}').format(
+                    m_ident, sql.SQL('PUBLIC') if r == 'public' else sql.Identifier(r)))
+                changed = True
+            for r in sorted(set(p['match_roles']) - executors):
+                s.execute(sql.SQL('GRANT EXECUTE ON FUNCTION {} TO {}').format(m_ident, sql.Identifier(r)))
+                changed = True
+            # the owner reads only what the match needs: the schema, and the key, tenant and search columns
+            owner_ident = sql.Identifier(p['match_owner'])
+            if not s.query('SELECT pg_catalog.has_schema_privilege(%s, %s, %s) AS ok',
+                           (p['match_owner'], schema, 'USAGE'))[0]['ok']:
+                s.execute(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(sql.Identifier(schema), owner_ident))
+                changed = True
+            need = list(dict.fromkeys(pk_cols + [p['column']] + ([p['tenant_column']] if p['tenant_column'] else [])))
+            lacking = [c for c in need if not s.query(
+                'SELECT pg_catalog.has_column_privilege(%s, %s::regclass, %s, %s) AS ok',
+                (p['match_owner'], tbl.as_string(s.conn), c, 'SELECT'))[0]['ok']]
+            if lacking:
+                s.execute(sql.SQL('GRANT SELECT ({}) ON {} TO {}').format(
+                    sql.SQL(', ').join(sql.Identifier(c) for c in lacking), tbl, owner_ident))
+                changed = True
+            tenant_expr = sql.SQL(', {}()').format(sql.Identifier(*tenant_fn)) if tenant_fn else sql.SQL('')
+            join_on = sql.SQL(' AND ').join(sql.SQL('t.{0} = m.{0}').format(sql.Identifier(c)) for c in pk_cols)
+            body = sql.SQL(
+                '\nBEGIN\n'
+                '    -- callers under RLS that may run the index-backed match get it; the rows joined back pass\n'
+                '    -- every policy. Others (no EXECUTE, or RLS not active: superuser, BYPASSRLS) run the plain query.\n'
+                '    IF pg_catalog.row_security_active({tref}) AND pg_catalog.has_function_privilege({mref}, {exe}) THEN\n'
+                '        RETURN QUERY SELECT t.{key}, m.rank FROM {mfn}($1{tenant}) AS m JOIN {tbl} AS t ON {on} '
+                'ORDER BY m.rank DESC, t.{key} LIMIT $2;\n'
+                '    ELSE\n'
+                '        RETURN QUERY {plain};\n'
+                '    END IF;\n'
+                'END\n').format(
+                    mref=sql.Literal(m_ident.as_string(s.conn)), exe=sql.Literal('EXECUTE'), key=kid,
+                    tref=sql.SQL('{}::regclass').format(sql.Literal(tbl.as_string(s.conn))),
+                    mfn=sql.Identifier(*mfn), tenant=tenant_expr, tbl=tbl, on=join_on,
+                    plain=plain.format(key=kid, col=sql.Identifier(p['column']), tbl=tbl, cfg=sql.Literal(cfg_text),
+                                       arg=sql.SQL('$1'), lim=sql.SQL('$2'), order=sql.SQL('2 DESC, 1')))
+            lang = 'plpgsql'
+        else:
+            rows = function_info(s, *mfn)
+            if rows:
+                s.execute(sql.SQL('DROP FUNCTION {}({})').format(sql.Identifier(*mfn), sql.SQL(rows[0]['args'])))
+                changed = True
+            body = plain.format(key=kid, col=sql.Identifier(p['column']), tbl=tbl, cfg=sql.Literal(cfg_text),
+                                arg=sql.SQL('search_query'), lim=sql.SQL('max_results'),
+                                order=sql.SQL('rank DESC, t.{}').format(kid))
+            lang = 'sql'
         body_text = body.as_string(s.conn)
         result_text = f'TABLE({sql.Identifier(key).as_string(s.conn)} {key_type}, rank real)'
-        rows = function_info(s, *fn)
-        current = rows[0] if rows else None
-        same_result = current is not None and current['result'].replace('"', '') == result_text.replace('"', '')
-        if current is None or current['src'] != body_text or not same_result:
-            if current is not None and not same_result:
-                s.execute(sql.SQL('DROP FUNCTION {}({})').format(sql.Identifier(*fn), sql.SQL(current['args'])))
-            s.execute(sql.SQL(
-                'CREATE OR REPLACE FUNCTION {fn}(search_query text, max_results integer DEFAULT 20) '
-                'RETURNS TABLE ({key} {type}, rank real) LANGUAGE sql STABLE PARALLEL SAFE AS {body}').format(
-                    fn=sql.Identifier(*fn), key=sql.Identifier(key), type=sql.SQL(key_type),
-                    body=sql.Literal(body_text)))
-            changed = True
+        create = sql.SQL(
+            'CREATE OR REPLACE FUNCTION {fn}(search_query text, max_results integer DEFAULT 20) '
+            'RETURNS TABLE ({key} {type}, rank real) LANGUAGE {lang} STABLE PARALLEL SAFE SECURITY INVOKER{cfg} '
+            'AS {body}').format(
+                fn=sql.Identifier(*fn), key=kid, type=sql.SQL(key_type), lang=sql.SQL(lang),
+                cfg=sql.SQL(' SET search_path = pg_catalog, pg_temp' if lang == 'plpgsql' else ''),
+                body=sql.Literal(body_text))
+        ensure_function(fn, 'search_query text, max_results integer', result_text, create,
+                        {'src': body_text, 'lang': lang, 'secdef': False})
 
     after = read_state(s, p, schema, table, cfg_text, gin_name, trgm_name, fn)
     s.finish(changed)

@@ -17,7 +17,9 @@ description:
   - Explicit range or list partitions (O(partitions)), hash partitions (O(hash_partitions)), and a default partition.
   - All input is checked before the first change - unknown columns or types, a primary key without the partition key,
     inverted or overlapping range bounds, a list value in two partitions - with a message that names the problem.
-  - Partitions are matched by name; an existing partition is never re-bounded (that would move data).
+  - Partitions are matched by name; an existing partition is never re-bounded (that would move data). A partition
+    that exists under a wanted name with other bounds (compared in PostgreSQL's canonical form) fails the run
+    before any change, naming the partition and both bounds.
 author:
   - HingeCraft platform engineering (@hingecraft)
 extends_documentation_fragment:
@@ -57,6 +59,12 @@ options:
         description: Add C(NOT NULL).
         type: bool
         default: false
+      default:
+        description: A C(DEFAULT) expression (SQL, trusted input), for example V(now()) or V('active').
+        type: str
+      check:
+        description: A column C(CHECK) constraint expression (SQL, trusted input), for example V(amount > 0).
+        type: str
   primary_key:
     description:
       - Primary key columns when the table is created; must include O(key).
@@ -80,6 +88,12 @@ options:
         C(timestamptz)).
     type: str
     choices: [day, month]
+  period_format:
+    description:
+      - C(strftime) format of the period in time partition names (C(<table>_p<period>)); only C(%Y), C(%m),
+        C(%d), lower-case letters, digits and C(_) are allowed, and it must name every field of the interval.
+      - Default V(%Y%m) for months and V(%Y%m%d) for days; for example V(%Y_%m) gives C(donations_p2026_03).
+    type: str
   premake:
     description:
       - Number of future periods to create ahead of the current one.
@@ -239,6 +253,7 @@ from ansible_collections.hingecraft.enterprise_db.plugins.module_utils.postgres 
     sql,
 )
 
+PERIOD_FORMAT_RE = re.compile(r'^(%[Ymd]|[a-z0-9_])+$')
 TYPE_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?(\s*\[\])*$')
 TIME_TYPES = ('date', 'timestamp without time zone', 'timestamp with time zone')
 
@@ -256,25 +271,44 @@ def add_periods(start, interval, n):
     return datetime.date(start.year + month // 12, month % 12 + 1, 1)
 
 
-def partition_name(table, start, interval):
-    suffix = start.strftime('%Y%m%d' if interval == 'day' else '%Y%m')
-    base = table.encode('utf-8')[:63 - len(suffix) - 2].decode('utf-8', 'ignore')
-    return f'{base}_p{suffix}'
+def default_period_format(interval):
+    return '%Y%m%d' if interval == 'day' else '%Y%m'
 
 
-def parse_partition_name(table, name, interval):
+def check_period_format(fmt, interval):
+    """An error message for an unusable period_format, or None."""
+    if not PERIOD_FORMAT_RE.match(fmt or ''):
+        return f'period_format {fmt!r} may only contain %Y, %m, %d, lower-case letters, digits and _'
+    needed = ['%Y', '%m'] + (['%d'] if interval == 'day' else [])
+    missing = [f for f in needed if f not in fmt]
+    if missing:
+        return f"period_format {fmt!r} must contain {', '.join(missing)} for interval {interval}"
+    return None
+
+
+def _base(table, interval, fmt):
+    width = len(datetime.date(2000, 1, 1).strftime(fmt or default_period_format(interval)))
+    return table.encode('utf-8')[:63 - width - 2].decode('utf-8', 'ignore')
+
+
+def partition_name(table, start, interval, fmt=None):
+    fmt = fmt or default_period_format(interval)
+    return f'{_base(table, interval, fmt)}_p{start.strftime(fmt)}'
+
+
+def parse_partition_name(table, name, interval, fmt=None):
     """Period start of a time partition name made by partition_name(), or None."""
-    base = table.encode('utf-8')[:63 - (8 if interval == 'day' else 6) - 2].decode('utf-8', 'ignore')
-    digits = 8 if interval == 'day' else 6
-    m = re.fullmatch(re.escape(base) + r'_p(\d{' + str(digits) + '})', name)
+    fmt = fmt or default_period_format(interval)
+    m = re.fullmatch(re.escape(_base(table, interval, fmt)) + r'_p([a-z0-9_]+)', name)
     if not m:
         return None
     try:
-        if interval == 'day':
-            return datetime.datetime.strptime(m.group(1), '%Y%m%d').date()
-        return datetime.datetime.strptime(m.group(1) + '01', '%Y%m%d').date()
+        day = datetime.datetime.strptime(m.group(1), fmt).date()
     except ValueError:
         return None
+    if day.strftime(fmt) != m.group(1) or (interval == 'month' and day.day != 1):
+        return None
+    return day
 
 
 def wanted_periods(reference, interval, premake, start=None, retention=None):
@@ -291,12 +325,12 @@ def wanted_periods(reference, interval, premake, start=None, retention=None):
     return out
 
 
-def expired(names, table, reference, interval, retention):
+def expired(names, table, reference, interval, retention, fmt=None):
     """Time partitions whose period is older than the retention window."""
     cutoff = add_periods(period_start(reference, interval), interval, -retention)
     out = []
     for n in names:
-        start = parse_partition_name(table, n, interval)
+        start = parse_partition_name(table, n, interval, fmt)
         if start is not None and start < cutoff:
             out.append(n)
     return sorted(out)
@@ -342,6 +376,35 @@ def resolve_type(s, text):
     return found
 
 
+def normalise_bound(text, strategy):
+    """Bound text for comparison: list values in sorted order (their order does not matter)."""
+    if text is None or strategy != 'list':
+        return text
+    m = re.fullmatch(r'FOR VALUES IN \((.*)\)', text)
+    if not m:
+        return text
+    return 'FOR VALUES IN ({})'.format(', '.join(sorted(v.strip() for v in m.group(1).split(','))))
+
+
+def canonical_bounds(s, strategy, key_type, bounds):
+    """PostgreSQL's own text for each wanted bound: temporary partitions of a temporary table with the same key
+    type, in a rolled-back savepoint. bounds: {name: sql.Composable} -> {name: text}."""
+    if not bounds:
+        return {}
+    out = {}
+    with s.probe():
+        s.query(sql.SQL('CREATE TEMPORARY TABLE hc_probe_parted (k {}) PARTITION BY {} (k)').format(
+            sql.SQL(key_type), sql.SQL(strategy.upper())))
+        for i, (name, bound) in enumerate(bounds.items()):
+            probe = f'hc_probe_part_{i}'
+            s.query(sql.SQL('CREATE TEMPORARY TABLE {} PARTITION OF hc_probe_parted {}').format(
+                sql.Identifier(probe), bound))
+            out[name] = s.query('SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS b FROM pg_catalog.pg_class c '
+                                'WHERE c.relname = %s AND c.relnamespace = pg_catalog.pg_my_temp_schema()',
+                                (probe,))[0]['b']
+    return out
+
+
 def bound_literal(value, key_type):
     if isinstance(value, str) and value.upper() in ('MINVALUE', 'MAXVALUE'):
         return sql.SQL(value.upper())
@@ -356,12 +419,14 @@ def main():
         name={'type': 'str', 'required': True},
         columns={'type': 'list', 'elements': 'dict', 'default': [], 'options': {
             'name': {'type': 'str', 'required': True}, 'type': {'type': 'str', 'required': True},
-            'not_null': {'type': 'bool', 'default': False}}},
+            'not_null': {'type': 'bool', 'default': False}, 'default': {'type': 'str'},
+            'check': {'type': 'str'}}},
         primary_key={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
         strategy={'type': 'str', 'required': True, 'choices': ['range', 'list', 'hash']},
         key={'type': 'str', 'required': True, 'no_log': False},
         interval={'type': 'str', 'choices': ['day', 'month']},
         premake={'type': 'int', 'default': 3},
+        period_format={'type': 'str'},
         start={'type': 'str'},
         reference_date={'type': 'str'},
         retention={'type': 'int'},
@@ -395,6 +460,12 @@ def main():
         module.fail_json(msg='a hash-partitioned table cannot have a default partition')
     if p['interval'] and p['partitions']:
         module.fail_json(msg='partitions and interval are exclusive for range partitioning')
+    if p['period_format'] is not None:
+        if not p['interval']:
+            module.fail_json(msg='period_format needs interval')
+        problem = check_period_format(p['period_format'], p['interval'])
+        if problem:
+            module.fail_json(msg=problem)
     for part in p['partitions']:
         if strategy == 'list' and not part.get('values'):
             module.fail_json(msg=f"partition {part['name']}: list partitions need values")
@@ -481,8 +552,11 @@ def main():
     changed = False
     # --- table
     if rel is None:
-        defs = [sql.SQL('{} {}{}').format(sql.Identifier(c['name']), sql.SQL(cols[c['name']]),
-                                          sql.SQL(' NOT NULL' if c['not_null'] else '')) for c in p['columns']]
+        defs = [sql.SQL('{} {}{}{}{}').format(
+            sql.Identifier(c['name']), sql.SQL(cols[c['name']]), sql.SQL(' NOT NULL' if c['not_null'] else ''),
+            sql.SQL(' DEFAULT ({})').format(sql.SQL(c['default'])) if c['default'] is not None else sql.SQL(''),
+            sql.SQL(' CHECK ({})').format(sql.SQL(c['check'])) if c['check'] is not None else sql.SQL(''))
+            for c in p['columns']]
         if p['primary_key']:
             defs.append(sql.SQL('PRIMARY KEY ({})').format(
                 sql.SQL(', ').join(sql.Identifier(c) for c in p['primary_key'])))
@@ -496,47 +570,57 @@ def main():
         existing[name] = None
         changed = True
 
-    # --- time partitions and retention
-    dropped = []
+    # --- the wanted partitions, in creation order (the default partition last)
+    fmt = p['period_format']
+    wanted = {}
+    reference = None
     if p['interval']:
         reference = dates.get('reference_date') or s.query('SELECT current_date AS d')[0]['d']
         for start in wanted_periods(reference, p['interval'], p['premake'], dates.get('start'), p['retention']):
-            name = partition_name(table, start, p['interval'])
-            if name not in existing:
-                end = add_periods(start, p['interval'], 1)
-                create_partition(name, sql.SQL('FOR VALUES FROM ({}) TO ({})').format(
-                    bound_literal(start.isoformat(), key_type), bound_literal(end.isoformat(), key_type)))
-        if p['retention'] is not None:
-            for name in expired(list(existing), table, reference, p['interval'], p['retention']):
-                s.execute(sql.SQL('ALTER TABLE {} DETACH PARTITION {}').format(tbl, sql.Identifier(schema, name)))
-                if not p['retention_keep_table']:
-                    s.execute(sql.SQL('DROP TABLE {}').format(sql.Identifier(schema, name)))
-                dropped.append(name)
-                changed = True
-    # --- explicit partitions
+            end = add_periods(start, p['interval'], 1)
+            wanted[partition_name(table, start, p['interval'], fmt)] = sql.SQL('FOR VALUES FROM ({}) TO ({})').format(
+                bound_literal(start.isoformat(), key_type), bound_literal(end.isoformat(), key_type))
     for part in p['partitions']:
-        if part['name'] in existing:
-            continue
         if strategy == 'list':
-            bound = sql.SQL('FOR VALUES IN ({})').format(sql.SQL(', ').join(
+            wanted[part['name']] = sql.SQL('FOR VALUES IN ({})').format(sql.SQL(', ').join(
                 bound_literal(v, key_type) for v in part['values']))
         else:
-            bound = sql.SQL('FOR VALUES FROM ({}) TO ({})').format(bound_literal(part['from'], key_type),
-                                                                   bound_literal(part['to'], key_type))
-        create_partition(part['name'], bound)
-    # --- hash partitions
+            wanted[part['name']] = sql.SQL('FOR VALUES FROM ({}) TO ({})').format(
+                bound_literal(part['from'], key_type), bound_literal(part['to'], key_type))
     if strategy == 'hash' and p['hash_partitions']:
         n = p['hash_partitions']
         for r in range(n):
-            name = f"{table.encode('utf-8')[:55].decode('utf-8', 'ignore')}_h{r}"
-            if name not in existing:
-                create_partition(name, sql.SQL('FOR VALUES WITH (MODULUS {}, REMAINDER {})').format(
-                    sql.Literal(n), sql.Literal(r)))
-    # --- default partition
-    if p['default_partition'] and 'DEFAULT' not in [b for b in existing.values() if b]:
-        name = f"{table.encode('utf-8')[:55].decode('utf-8', 'ignore')}_default"
+            wanted[f"{table.encode('utf-8')[:55].decode('utf-8', 'ignore')}_h{r}"] = sql.SQL(
+                'FOR VALUES WITH (MODULUS {}, REMAINDER {})').format(sql.Literal(n), sql.Literal(r))
+    default_name = f"{table.encode('utf-8')[:55].decode('utf-8', 'ignore')}_default"
+    has_default = 'DEFAULT' in [b for b in existing.values() if b]
+    if p['default_partition'] and not has_default:
+        wanted[default_name] = sql.SQL('DEFAULT')
+
+    # --- a wanted name that exists with other bounds: fail before any change (re-bounding would move data)
+    present = {n: b for n, b in wanted.items() if n in existing}
+    if present and rel is not None:
+        canon = canonical_bounds(s, strategy, key_type, present)
+        for n in sorted(canon):
+            if normalise_bound(canon[n], strategy) != normalise_bound(existing[n], strategy):
+                s.fail(f"partition {schema}.{n} exists with other bounds: {existing[n]} (wanted {canon[n]}); "
+                       'the module does not re-bound partitions - move the data and rename or drop it by hand')
+    if p['default_partition'] and default_name in existing and existing[default_name] != 'DEFAULT':
+        s.fail(f'partition {schema}.{default_name} exists with bounds {existing[default_name]}, not DEFAULT')
+
+    for name, bound in wanted.items():
         if name not in existing:
-            create_partition(name, sql.SQL('DEFAULT'))
+            create_partition(name, bound)
+
+    # --- retention
+    dropped = []
+    if p['interval'] and p['retention'] is not None:
+        for name in expired(list(existing), table, reference, p['interval'], p['retention'], fmt):
+            s.execute(sql.SQL('ALTER TABLE {} DETACH PARTITION {}').format(tbl, sql.Identifier(schema, name)))
+            if not p['retention_keep_table']:
+                s.execute(sql.SQL('DROP TABLE {}').format(sql.Identifier(schema, name)))
+            dropped.append(name)
+            changed = True
 
     after = read_state(s, schema, table)[0]
     s.finish(changed)

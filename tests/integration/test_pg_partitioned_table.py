@@ -149,3 +149,56 @@ def test_hostile_names_are_quoted(ns):
     assert psql_value(f"SELECT to_regclass('{S}.canary') IS NOT NULL") is True
     bounds = {r['name']: r['bound'] for r in r1['state']['partitions']}
     assert bounds['p"; DROP TABLE canary; --'] == "FOR VALUES IN ('DE''); DROP TABLE canary; --')"
+
+
+def gifts(**kw):
+    return dict({'name': f'{S}.gifts', 'strategy': 'range', 'key': 'given_at', 'interval': 'month', 'premake': 1,
+                 'start': '2026-05-01', 'reference_date': '2026-06-15', 'period_format': '%Y_%m',
+                 'default_partition': True, 'primary_key': ['id', 'given_at'],
+                 'columns': [{'name': 'id', 'type': 'bigint', 'not_null': True},
+                             {'name': 'amount', 'type': 'numeric(12,2)', 'not_null': True, 'check': 'amount > 0'},
+                             {'name': 'status', 'type': 'text', 'not_null': True, 'default': "'open'"},
+                             {'name': 'given_at', 'type': 'timestamptz', 'not_null': True, 'default': 'now()'}]},
+                **kw)
+
+
+def test_period_format_defaults_and_checks(ns):
+    created, again = run_modules([call('pg_partitioned_table', gifts()), call('pg_partitioned_table', gifts())])
+    assert created['changed'] and not created['failed'], created.get('msg')
+    assert again['changed'] is False and again['queries'] == [], again['queries']
+    assert sorted(partitions('gifts')) == ['gifts_default', 'gifts_p2026_05', 'gifts_p2026_06', 'gifts_p2026_07']
+    psql(f"INSERT INTO {S}.gifts (id, amount) VALUES (1, 5)")
+    assert psql_value(f"SELECT status FROM {S}.gifts WHERE id = 1") == 'open'
+    r = psql(f"INSERT INTO {S}.gifts (id, amount) VALUES (2, -1)", check=False)
+    assert r.returncode != 0 and 'check constraint' in r.stderr
+    # retention understands the custom names too
+    kept = run_modules([call('pg_partitioned_table', gifts(retention=0))])[0]
+    assert kept['dropped'] == ['gifts_p2026_05'], kept
+    bad = run_modules([call('pg_partitioned_table', gifts(period_format='%Y-%B'))])[0]
+    assert bad['failed'] and "period_format '%Y-%B' may only contain" in bad['msg']
+
+
+def test_same_name_other_bounds_fails_clearly(ns):
+    # someone created members_fr for Belgium, and a month partition with the wrong range
+    psql(f'''
+        CREATE TABLE {S}.regions (id bigint NOT NULL, country text NOT NULL) PARTITION BY LIST (country);
+        CREATE TABLE {S}.regions_fr PARTITION OF {S}.regions FOR VALUES IN ('BE');
+        CREATE TABLE {S}.visits (at date NOT NULL) PARTITION BY RANGE (at);
+        CREATE TABLE {S}.visits_p202606 PARTITION OF {S}.visits FOR VALUES FROM ('2026-06-01') TO ('2026-06-15');
+    ''')
+    before = catalog_snapshot()
+    regions, visits, reordered = run_modules([
+        call('pg_partitioned_table', {'name': f'{S}.regions', 'strategy': 'list', 'key': 'country',
+                                      'partitions': [{'name': 'regions_de', 'values': ['DE']},
+                                                     {'name': 'regions_fr', 'values': ['FR']}]}),
+        call('pg_partitioned_table', {'name': f'{S}.visits', 'strategy': 'range', 'key': 'at', 'interval': 'month',
+                                      'premake': 1, 'reference_date': '2026-06-15'}),
+        call('pg_partitioned_table', members(partitions=[{'name': 'members_dach', 'values': ['CH', 'DE', 'AT']},
+                                                         {'name': 'members_fr', 'values': ['FR']}])),
+    ])
+    assert regions['failed'] and f'partition {S}.regions_fr exists with other bounds' in regions['msg']
+    assert "IN ('BE')" in regions['msg'] and "IN ('FR')" in regions['msg']
+    assert visits['failed'] and f'partition {S}.visits_p202606 exists with other bounds' in visits['msg']
+    assert catalog_snapshot() == before, 'a failed run changed the catalog'
+    # the same list values in another order are the same bounds
+    assert not reordered['failed'] and reordered['changed'] is False, reordered.get('msg')

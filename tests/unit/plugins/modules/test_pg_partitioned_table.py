@@ -7,8 +7,10 @@ import datetime
 import pytest
 from ansible_collections.hingecraft.enterprise_db.plugins.modules.pg_partitioned_table import (
     add_periods,
+    check_period_format,
     expired,
     fail_on_list_duplicates,
+    normalise_bound,
     parse_partition_name,
     partition_name,
     wanted_periods,
@@ -55,3 +57,30 @@ def test_list_duplicates_named():
     with pytest.raises(ValueError, match="list value 'DE' is in two partitions: a and b"):
         fail_on_list_duplicates([{'name': 'a', 'values': ['DE']}, {'name': 'b', 'values': ['FR', 'DE']}])
     fail_on_list_duplicates([{'name': 'a', 'values': ['DE']}, {'name': 'b', 'values': ['FR']}])
+
+
+def test_period_format_names_round_trip_and_retention():
+    assert partition_name('donations', D(2026, 3, 1), 'month', '%Y_%m') == 'donations_p2026_03'
+    assert parse_partition_name('donations', 'donations_p2026_03', 'month', '%Y_%m') == D(2026, 3, 1)
+    assert parse_partition_name('donations', 'donations_p202603', 'month', '%Y_%m') is None
+    assert parse_partition_name('donations', 'donations_p2026_3', 'month', '%Y_%m') is None
+    assert partition_name('events', D(2026, 6, 5), 'day', '%Y_%m_%d') == 'events_p2026_06_05'
+    long = 'y' * 63
+    name = partition_name(long, D(2026, 6, 1), 'month', '%Y_%m')
+    assert len(name.encode()) <= 63 and parse_partition_name(long, name, 'month', '%Y_%m') == D(2026, 6, 1)
+    names = ['donations_p2026_01', 'donations_p2026_02', 'donations_p2026_03', 'donations_default']
+    assert expired(names, 'donations', D(2026, 3, 15), 'month', 1, '%Y_%m') == ['donations_p2026_01']
+
+
+def test_check_period_format():
+    assert check_period_format('%Y_%m', 'month') is None
+    assert check_period_format('%Y%m%d', 'day') is None
+    assert 'must contain %d' in check_period_format('%Y%m', 'day')
+    assert 'may only contain' in check_period_format('%Y-%m', 'month')
+    assert 'may only contain' in check_period_format("%Y%m'; DROP", 'month')
+
+
+def test_normalise_bound_sorts_list_values_only():
+    assert normalise_bound("FOR VALUES IN ('DE', 'AT')", 'list') == "FOR VALUES IN ('AT', 'DE')"
+    assert normalise_bound("FOR VALUES FROM ('b') TO ('a')", 'range') == "FOR VALUES FROM ('b') TO ('a')"
+    assert normalise_bound(None, 'list') is None
