@@ -222,6 +222,8 @@ diff:
   type: dict
 '''
 
+import re
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hingecraft.enterprise_db.plugins.module_utils.postgres import (
     PgSession,
@@ -310,8 +312,15 @@ def function_info(s, fschema, fname):
     return rows
 
 
+def result_key(text):
+    """A function result for comparison: PostgreSQL prints result column types without typmods and quotes
+    identifiers only where needed."""
+    return re.sub(r'\(\s*\d+(\s*,\s*\d+)?\s*\)', '', text.replace('"', ''))
+
+
 def match_name(fname):
-    return idx_name(fname, 'match', '')
+    """<fname>_match, the name shortened (not the suffix) to fit 63 bytes."""
+    return fname.encode('utf-8')[:57].decode('utf-8', 'ignore') + '_match'
 
 
 def describe_function(fn, row, with_owner=False):
@@ -523,7 +532,7 @@ def main():
         rows = function_info(s, *ident)
         current = rows[0] if rows else None
         same_sig = current is not None and current['args'] == args_text and \
-            current['result'].replace('"', '') == result_text.replace('"', '')
+            result_key(current['result']) == result_key(result_text)
         if current is not None and not same_sig:
             s.execute(sql.SQL('DROP FUNCTION {}({})').format(sql.Identifier(*ident), sql.SQL(current['args'])))
         if not same_sig or any(current[k] != v for k, v in want.items()):

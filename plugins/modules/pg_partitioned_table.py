@@ -148,9 +148,25 @@ options:
       - Keep a default partition C(<table>_default) for rows that match no other partition.
     type: bool
     default: false
+  partman:
+    description:
+      - Hand the time partitions to pg_partman (5.x) - needs O(strategy=range) and O(interval), plain lower-case names.
+      - The module creates the parent table (when missing), the C(pg_partman) extension in O(partman_schema) (when
+        missing), registers the table with C(create_parent()) (O(interval), O(premake), O(start),
+        O(default_partition)), and keeps C(premake), C(retention) and C(retention_keep_table) in C(part_config) as
+        given, running C(run_maintenance()) for the table after a registration or a change.
+      - Partition names, bounds and the ongoing maintenance are pg_partman's (its background worker, or a scheduled
+        C(CALL partman.run_maintenance_proc())). O(period_format), O(partitions), O(reference_date) do not apply.
+    type: bool
+    default: false
+  partman_schema:
+    description:
+      - Schema of the C(pg_partman) extension.
+    type: str
+    default: partman
 notes:
-  - pg_partman is not required; the module covers premake and retention itself. Where pg_partman already manages a
-    table, let one of them own it, not both.
+  - pg_partman is not required; the module covers premake and retention itself. With O(partman=true) pg_partman owns
+    the time partitions instead (names, premake, retention, maintenance); let one of them own a table, not both.
 seealso:
   - name: Table partitioning
     description: PostgreSQL manual.
@@ -229,6 +245,10 @@ state:
     partitions:
       description: Partitions (C(name), C(bound)) sorted by name.
       type: list
+    partman:
+      description: The table's C(part_config) row (C(partition_interval), C(premake), C(retention),
+        C(retention_keep_table)) when pg_partman manages it, else null.
+      type: dict
 dropped:
   description: Partitions removed (or detached) by retention.
   returned: always
@@ -348,17 +368,32 @@ def fail_on_list_duplicates(partitions):
 
 # --- catalog -------------------------------------------------------------------------------------------------
 
-def read_state(s, schema, table):
+def partman_config(s, partman_schema, schema, table):
+    if not s.query("SELECT 1 FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+                   "WHERE e.extname = 'pg_partman' AND n.nspname = %s", (partman_schema,)):
+        return None
+    rows = s.query(sql.SQL('SELECT partition_interval, premake, retention, retention_keep_table FROM {} '
+                           'WHERE parent_table = %s').format(sql.Identifier(partman_schema, 'part_config')),
+                   (f'{schema}.{table}',))
+    return rows[0] if rows else None
+
+
+def partman_interval(interval, n=1):
+    return f"{n} {'days' if interval == 'day' else 'months'}" if n != 1 else f'1 {interval}'
+
+
+def read_state(s, schema, table, partman_schema=None):
     rel = s.relation(schema, table)
     if rel is None:
-        return {'exists': False, 'partition_key': None, 'partitions': []}, None
+        return {'exists': False, 'partition_key': None, 'partitions': [], 'partman': None}, None
     key = s.query('SELECT pg_catalog.pg_get_partkeydef(%s) AS k', (rel['oid'],))[0]['k'] if rel['relkind'] == 'p' \
         else None
     parts = s.query(
         'SELECT c.relname AS name, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound '
         'FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid '
         'WHERE i.inhparent = %s ORDER BY c.relname', (rel['oid'],))
-    return {'exists': True, 'partition_key': key, 'partitions': parts}, rel
+    pm = partman_config(s, partman_schema, schema, table) if partman_schema else None
+    return {'exists': True, 'partition_key': key, 'partitions': parts, 'partman': pm}, rel
 
 
 def resolve_type(s, text):
@@ -411,6 +446,45 @@ def bound_literal(value, key_type):
     return sql.SQL('{}::{}').format(sql.Literal(str(value)), sql.SQL(key_type))
 
 
+def ensure_partman(s, p, schema, table, tbl, before, changed):
+    """pg_partman mode: extension, create_parent() once, part_config kept as given, maintenance after a change."""
+    pm = sql.Identifier(p['partman_schema'])
+    if not s.extension_installed('pg_partman'):
+        s.execute(sql.SQL('CREATE SCHEMA IF NOT EXISTS {}').format(pm))
+        s.execute(sql.SQL('CREATE EXTENSION pg_partman SCHEMA {}').format(pm))
+        changed = True
+    parent = f'{schema}.{table}'
+    config = partman_config(s, p['partman_schema'], schema, table)
+    if config is None:
+        if before['partitions']:
+            s.fail(f"partman: {p['name']} already has partitions ({', '.join(x['name'] for x in before['partitions'])}) "
+                   'that pg_partman did not create; register it by hand (partman.create_parent with a template) '
+                   'or start from an empty parent')
+        s.execute(sql.SQL('SELECT {}(p_parent_table := {}, p_control := {}, p_interval := {}, p_premake := {}, '
+                          'p_start_partition := {}, p_default_table := {})').format(
+            sql.Identifier(p['partman_schema'], 'create_parent'), sql.Literal(parent), sql.Literal(p['key']),
+            sql.Literal(partman_interval(p['interval'])), sql.Literal(p['premake']),
+            sql.Literal(p['start']) if p['start'] else sql.SQL('NULL'), sql.Literal(p['default_partition'])))
+        changed = True
+        config = partman_config(s, p['partman_schema'], schema, table)
+    want_retention = partman_interval(p['interval'], p['retention']) if p['retention'] is not None else None
+    current_retention = config['retention']
+    if current_retention is not None and want_retention is not None:
+        same = s.query('SELECT %s::interval = %s::interval AS same', (current_retention, want_retention))[0]['same']
+    else:
+        same = current_retention == want_retention
+    if config['premake'] != p['premake'] or not same or config['retention_keep_table'] != p['retention_keep_table']:
+        s.execute(sql.SQL('UPDATE {} SET premake = {}, retention = {}, retention_keep_table = {} '
+                          'WHERE parent_table = {}').format(
+            sql.Identifier(p['partman_schema'], 'part_config'), sql.Literal(p['premake']),
+            sql.Literal(want_retention), sql.Literal(p['retention_keep_table']), sql.Literal(parent)))
+        changed = True
+    if changed:
+        s.execute(sql.SQL('SELECT {}(p_parent_table := {})').format(
+            sql.Identifier(p['partman_schema'], 'run_maintenance'), sql.Literal(parent)))
+    return changed
+
+
 def main():
     part_spec = {'name': {'type': 'str', 'required': True}, 'values': {'type': 'list', 'elements': 'raw'},
                  'from': {'type': 'raw'}, 'to': {'type': 'raw'}}
@@ -434,6 +508,8 @@ def main():
         partitions={'type': 'list', 'elements': 'dict', 'default': [], 'options': part_spec},
         hash_partitions={'type': 'int'},
         default_partition={'type': 'bool', 'default': False},
+        partman={'type': 'bool', 'default': False},
+        partman_schema={'type': 'str', 'default': 'partman'},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg(module)
@@ -460,6 +536,17 @@ def main():
         module.fail_json(msg='a hash-partitioned table cannot have a default partition')
     if p['interval'] and p['partitions']:
         module.fail_json(msg='partitions and interval are exclusive for range partitioning')
+    if p['partman']:
+        if strategy != 'range' or not p['interval']:
+            module.fail_json(msg='partman needs strategy range and interval day or month')
+        if p['partitions'] or p['period_format'] or p['reference_date']:
+            module.fail_json(msg='partman names and bounds the partitions itself: partitions, period_format and '
+                                 'reference_date do not apply')
+        plain = re.compile(r'^[a-z_][a-z0-9_]{0,62}$')
+        names = list(split_qualified(p['name'])) + [p['key'], p['partman_schema']]
+        if not all(plain.match(x or '') for x in names):
+            module.fail_json(msg='partman needs plain lower-case names for the table, its schema, the key and '
+                                 'partman_schema (pg_partman takes them as text)')
     if p['period_format'] is not None:
         if not p['interval']:
             module.fail_json(msg='period_format needs interval')
@@ -487,7 +574,16 @@ def main():
                 module.fail_json(msg=f'{opt} must be a date YYYY-MM-DD, got {p[opt]!r}')
 
     s = PgSession(module)
-    before, rel = read_state(s, schema, table)
+    pm_schema = p['partman_schema'] if p['partman'] else None
+    if p['partman'] and not s.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_partman'") \
+            and not s.extension_available('pg_partman'):
+        s.fail('partman: the pg_partman extension is not available on this server (Debian: postgresql-17-partman)')
+    if p['partman']:
+        found = s.query("SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n "
+                        "ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'")
+        if found and found[0]['nspname'] != p['partman_schema']:
+            s.fail(f"partman: pg_partman is installed in schema {found[0]['nspname']}, not {p['partman_schema']}")
+    before, rel = read_state(s, schema, table, pm_schema)
     tbl = sql.Identifier(schema, table)
 
     # --- columns and types (existing table or the columns option)
@@ -570,6 +666,18 @@ def main():
         existing[name] = None
         changed = True
 
+    dropped = []
+    if p['partman']:
+        changed = ensure_partman(s, p, schema, table, tbl, before, changed)
+        after = read_state(s, schema, table, pm_schema)[0]
+        dropped = sorted({x['name'] for x in before['partitions']} - {x['name'] for x in after['partitions']})
+        s.finish(changed)
+        s.close()
+        result = {'changed': changed, 'queries': s.queries, 'state': after, 'dropped': dropped}
+        if module._diff:
+            result['diff'] = {'before': before, 'after': after}
+        module.exit_json(**result)
+
     # --- the wanted partitions, in creation order (the default partition last)
     fmt = p['period_format']
     wanted = {}
@@ -613,7 +721,6 @@ def main():
             create_partition(name, bound)
 
     # --- retention
-    dropped = []
     if p['interval'] and p['retention'] is not None:
         for name in expired(list(existing), table, reference, p['interval'], p['retention'], fmt):
             s.execute(sql.SQL('ALTER TABLE {} DETACH PARTITION {}').format(tbl, sql.Identifier(schema, name)))
@@ -622,7 +729,7 @@ def main():
             dropped.append(name)
             changed = True
 
-    after = read_state(s, schema, table)[0]
+    after = read_state(s, schema, table, pm_schema)[0]
     s.finish(changed)
     s.close()
     result = {'changed': changed, 'queries': s.queries, 'state': after, 'dropped': dropped}

@@ -202,3 +202,37 @@ def test_same_name_other_bounds_fails_clearly(ns):
     assert catalog_snapshot() == before, 'a failed run changed the catalog'
     # the same list values in another order are the same bounds
     assert not reordered['failed'] and reordered['changed'] is False, reordered.get('msg')
+
+
+def pledges(**kw):
+    return dict({'name': f'{S}.pledges', 'strategy': 'range', 'key': 'pledged_at', 'interval': 'month', 'premake': 2,
+                 'default_partition': True, 'partman': True, 'primary_key': ['id', 'pledged_at'],
+                 'columns': [{'name': 'id', 'type': 'bigint', 'not_null': True},
+                             {'name': 'pledged_at', 'type': 'timestamptz', 'not_null': True}]}, **kw)
+
+
+def test_partman_mode(ns):
+    before = catalog_snapshot()
+    check = run_modules([call('pg_partitioned_table', pledges(), check_mode=True)])[0]
+    assert check['changed'] and not check['failed'], check.get('msg')
+    assert catalog_snapshot() == before, 'check mode changed the catalog'
+    created, again = run_modules([call('pg_partitioned_table', pledges()), call('pg_partitioned_table', pledges())])
+    assert created['changed'] and not created['failed'], created.get('msg')
+    assert any('create_parent' in q for q in created['queries'])
+    assert again['changed'] is False and again['queries'] == [], again['queries']
+    cfg = created['state']['partman']
+    assert cfg['partition_interval'] == '1 mon' and cfg['premake'] == 2 and cfg['retention'] is None
+    names = sorted(partitions('pledges'))
+    assert 'pledges_default' in names and len(names) >= 4, names  # current month, 2 ahead (+ pg_partman's past ones)
+    # a row for next month lands in its own partition, made by pg_partman
+    psql(f"INSERT INTO {S}.pledges VALUES (1, now() + interval '1 month')")
+    assert psql_value(f"SELECT tableoid::regclass::text FROM {S}.pledges WHERE id = 1") != f'{S}.pledges_default'
+    # premake and retention are kept in part_config
+    changed = run_modules([call('pg_partitioned_table', pledges(premake=4, retention=6))])[0]
+    assert changed['changed'] and not changed['failed'], changed.get('msg')
+    assert changed['state']['partman']['premake'] == 4 and changed['state']['partman']['retention'] == '6 months'
+    assert len(partitions('pledges')) > len(names)
+    psql(f'''CREATE TABLE {S}.pre (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE {S}.pre_old PARTITION OF {S}.pre FOR VALUES FROM ('2020-01-01') TO ('2020-02-01');''')
+    bad = run_modules([call('pg_partitioned_table', pledges(name=f'{S}.pre', key='at', primary_key=[]))])[0]
+    assert bad['failed'] and 'already has partitions' in bad['msg']

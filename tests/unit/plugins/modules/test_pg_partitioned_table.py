@@ -13,6 +13,7 @@ from ansible_collections.hingecraft.enterprise_db.plugins.modules.pg_partitioned
     normalise_bound,
     parse_partition_name,
     partition_name,
+    partman_interval,
     wanted_periods,
 )
 
@@ -84,3 +85,10 @@ def test_normalise_bound_sorts_list_values_only():
     assert normalise_bound("FOR VALUES IN ('DE', 'AT')", 'list') == "FOR VALUES IN ('AT', 'DE')"
     assert normalise_bound("FOR VALUES FROM ('b') TO ('a')", 'range') == "FOR VALUES FROM ('b') TO ('a')"
     assert normalise_bound(None, 'list') is None
+
+
+def test_partman_interval_text():
+    assert partman_interval('month') == '1 month'
+    assert partman_interval('day') == '1 day'
+    assert partman_interval('month', 6) == '6 months'
+    assert partman_interval('day', 0) == '0 days'
