@@ -190,8 +190,8 @@ def pgbench(c, target, clients, seconds, select_only):
         args.append("-S")
     dsn = f"host={host} port={port} dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
     res = docker("exec", "-e", f"PGPASSWORD={c.secret('app_rw')}", PROXY, *args, dsn, timeout=seconds + 120)
-    tps = next(float(line.split("=")[1].split()[0]) for line in res.stdout.splitlines()
-               if line.startswith("tps =") and "without" not in line)
+    # PostgreSQL 17's pgbench prints one line: "tps = N (without initial connection time)"
+    tps = next(float(line.split("=")[1].split()[0]) for line in res.stdout.splitlines() if line.startswith("tps ="))
     log(f"pgbench {'select-only' if select_only else 'tpcb-like'} {target} c={clients}: {tps:.0f} tps")
     return tps
 
@@ -255,6 +255,7 @@ def main():
     dsn = f"host=localhost port=9999 dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
     docker("exec", "-e", f"PGPASSWORD={c.secret('app_rw')}", PROXY, "pgbench", "-i", "-q", "-s", "10", dsn)
     c.wait_healthy()
+    result["loadavg_1m_before_pgbench"] = round(os.getloadavg()[0], 2)
     tp = {}
     for target in ("direct", "pooled"):
         tp[f"tpcb {target}"] = pgbench(c, target, 100, args.pgbench_seconds, False)
@@ -266,11 +267,24 @@ def main():
 
     result["connections"] = hold_connections(c, args.connections)
 
+    out = pathlib.Path(args.out)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     trials = []
-    for i in range(args.sync_trials):
-        trials.append(failover_trial(c, "sync", f"bench_fo_{i}"))
-    for i in range(args.async_trials):
-        trials.append(failover_trial(c, "async", f"bench_fo_async_{i}"))
+    plan = [("sync", f"bench_fo_{i}") for i in range(args.sync_trials)]
+    plan += [("async", f"bench_fo_async_{i}") for i in range(args.async_trials)]
+    for mode, table in plan:
+        load = os.getloadavg()[0]
+        try:
+            trial = failover_trial(c, mode, table)
+        except (RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+            # a failed trial is a result too: record it and stop (the cluster state is unknown)
+            log(f"{mode} trial {table} FAILED: {exc}")
+            trials.append({"mode": mode, "table": table, "error": str(exc)[-1500:], "rto_s": None, "lost_acked": 0,
+                           "split_brain_samples": 0, "loadavg_1m": load})
+            result["failover_aborted"] = True
+            break
+        trial["loadavg_1m"] = round(load, 2)
+        trials.append(trial)
     rtos = [t["rto_s"] for t in trials if t["mode"] == "sync" and t["rto_s"] is not None]
     result["failover"] = {
         "trials": trials,
@@ -280,12 +294,12 @@ def main():
         "rpo_lost_acked_async": sum(t["lost_acked"] for t in trials if t["mode"] == "async"),
         "split_brain_samples": sum(t["split_brain_samples"] for t in trials),
     }
+    result["failover"]["failed_trials"] = sum(1 for t in trials if "error" in t)
     result["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    out = pathlib.Path(args.out)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     log(f"results written to {out}")
     plot(result, out.with_suffix(".png"))
-    return 0
+    return 1 if result.get("failover_aborted") else 0
 
 
 if __name__ == "__main__":

@@ -182,6 +182,28 @@ def test_superuser_cannot_log_in_through_pgbouncer():
     assert res.returncode != 0, "a superuser logged in through PgBouncer"
 
 
+def test_pgpool_tcp_listener_demands_scram():
+    """pgpool's loopback TCP listener is not a way around authentication: SCRAM over TLS, even from the host."""
+    assert bouncer_sql("SELECT 1", port=9999).stdout.strip() == "1"
+    dsn = f"host=localhost port=9999 dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
+    res = docker("exec", "-e", "PGPASSWORD=not-the-password", PROXY, "psql", "-XAtq", dsn, "-c", "SELECT 1",
+                 check=False)
+    assert res.returncode != 0 and "authentication failed" in res.stderr, res.stderr
+    res = docker("exec", PROXY, "psql", "-XAtqw", dsn, "-c", "SELECT 1", check=False)
+    assert res.returncode != 0, "pgpool let a TCP client in without a password"
+
+
+def test_pgpool_socket_is_reachable_by_the_service_account_only():
+    """The trusted Unix socket (PgBouncer's way in) sits in a 0700 directory: other local accounts cannot use it."""
+    assert docker("exec", PROXY, "stat", "-c", "%a %U", "/run/pgpool").stdout.split() == ["700", "postgres"]
+    res = docker("exec", "-u", "nobody", PROXY, "psql", "-XAtqw", "host=/run/pgpool port=9999 dbname=appdb user=app_rw",
+                 "-c", "SELECT 1", check=False)
+    assert res.returncode != 0 and "Permission denied" in res.stderr, res.stderr
+    res = docker("exec", "-u", "postgres", PROXY, "psql", "-XAtqw",
+                 "host=/run/pgpool port=9999 dbname=appdb user=app_rw", "-c", "SELECT 1", check=False)
+    assert res.stdout.strip() == "1", res.stderr
+
+
 def test_failover_loses_no_acknowledged_write_and_rejoins():
     bouncer_sql("CREATE TABLE IF NOT EXISTS ha_failover (n int NOT NULL, at timestamptz DEFAULT clock_timestamp())")
     proc = start_writer("ha_failover", count=1500, seconds=90)

@@ -1,0 +1,89 @@
+"""Check-mode proof shared by the Molecule scenarios' verify steps.
+
+`converge_in_check_mode()` runs the scenario's own converge.yml with `--check --diff` against the converged
+platform and returns the PLAY RECAP as {host: {ok, changed, failed, ...}}. A scenario asserts two things with it:
+
+- on the converged platform, check mode reports nothing to change and fails nowhere (the roles' check-mode paths
+  work: no task depends on a change check mode skipped);
+- after a deliberate drift (a managed file edited on one host), check mode reports the change and leaves the drift
+  in place (check mode changes nothing), after which the scenario puts the file back itself.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+
+
+def converge_in_check_mode(scenario: str, timeout: int = 900) -> tuple[dict[str, dict[str, int]], str]:
+    """Run molecule/<scenario>/converge.yml with --check --diff; return (recap per host, whole output)."""
+    ephemeral = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE", str(ephemeral / "inventory" / "ansible_inventory.yml"))
+    env = dict(os.environ)
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
+               ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    res = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", inventory, "--check", "--diff",
+         str(ROOT / "molecule" / scenario / "converge.yml")],
+        capture_output=True, text=True, env=env, timeout=timeout, check=False,
+    )
+    out = res.stdout + res.stderr
+    recap: dict[str, dict[str, int]] = {}
+    in_recap = False
+    for line in res.stdout.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        m = RECAP.match(line.strip()) if in_recap else None
+        if m:
+            recap[m["host"]] = {k: int(v) for k, v in (kv.split("=") for kv in m["counts"].split())}
+    assert recap, f"no PLAY RECAP in the check-mode run (rc {res.returncode}):\n{out[-4000:]}"
+    return recap, out
+
+
+def changed_tasks(output: str) -> list[str]:
+    """Names of the tasks that reported `changed` in an ansible-playbook output (for assertion messages)."""
+    names, current = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            current = line[6:line.rfind("]")]
+        elif line.startswith("changed:") and current:
+            names.append(current)
+    return names
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def assert_converged_check_is_clean(scenario: str, hosts: set[str]) -> None:
+    """Check mode on the converged platform: every host reached, nothing failed, nothing to change."""
+    recap, out = converge_in_check_mode(scenario)
+    assert set(recap) >= hosts, recap
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), out[-4000:]
+    assert all(r["changed"] == 0 for r in recap.values()), (recap, changed_tasks(out))
+
+
+def assert_drift_reported_not_fixed(scenario: str, container: str, path: str, marker: str, task: str) -> None:
+    """Append `marker` to a managed file; check mode must report `task` (a task name, without its role prefix)
+    as changed and leave the file as drifted.
+
+    The original content is written back afterwards whatever happens (owner and mode are kept: same inode).
+    """
+    original = _docker("exec", container, "cat", path)
+    drifted = original + marker + "\n"
+    write = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
+    _docker("exec", container, "python3", "-c", write, path, drifted)
+    try:
+        recap, out = converge_in_check_mode(scenario)
+        assert recap[container]["failed"] == 0, out[-4000:]
+        changed = changed_tasks(out)
+        assert any(name.endswith(task) for name in changed), f"check mode did not report the drift in {path}: {changed}"
+        assert _docker("exec", container, "cat", path) == drifted, f"check mode rewrote {path}"
+    finally:
+        _docker("exec", container, "python3", "-c", write, path, original)
