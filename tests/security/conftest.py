@@ -15,6 +15,20 @@ CONTAINER = os.environ.get("HC_SECURITY_CONTAINER", "hc-mol-security-pg1")
 CLIENT = "/usr/local/lib/hc-pgclient.py"
 PG_LOG = "/var/log/postgresql/postgresql-17-main.log"
 PKI = "/etc/hingecraft/pki"
+FOREIGN = "/root/foreign-ca"
+# The only test fixture material: a CA that is not the platform's, with a client certificate of its own (the
+# attacks present it, and use its root to check that clients refuse the platform server's certificate).
+FOREIGN_CA = f"""set -eu
+rm -rf {FOREIGN}; install -d -m 0700 {FOREIGN}; cd {FOREIGN}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "/CN=Foreign CA" \\
+  -keyout ca.key -out ca.crt 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=app_rw_login" -keyout client.key \\
+  -out client.csr 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile client.ext \\
+  -out client.crt 2>/dev/null
+chmod 0600 ca.key client.key
+"""
 
 
 def _secrets_dir():
@@ -107,6 +121,7 @@ def pg():
     if probe.stdout.strip() != "true":
         pytest.skip(reason=f"container {CONTAINER} is not running (create it with `molecule converge -s security`)")
     dexec("sh", "-c", f"cat > {CLIENT}", stdin=(HERE / "pgclient.py").read_text())
+    dexec("sh", "-c", FOREIGN_CA)
     return Pg(secrets)
 
 

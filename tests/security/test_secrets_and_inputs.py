@@ -128,12 +128,15 @@ def test_rotate_column_key_reencrypts_in_batches_and_leaks_nothing(pg, molecule_
 
 
 def test_audit_report_names_who_changed_what(pg, molecule_inventory, tmp_path):
-    pg.ok("admin_login", [("SET ROLE admin",), ("COMMENT ON TABLE app.orders IS 'audited change'",)])
+    name = "report_" + pysecrets.token_hex(3)
+    pg.ok("admin_login", [("SET ROLE admin",), (f"CREATE TABLE app.{name} (id int)",),
+                          (f"COMMENT ON TABLE app.{name} IS 'audited change'",), (f"DROP TABLE app.{name}",)])
     res = ansible_playbook(molecule_inventory, PROJECT / "playbooks/audit_report.yml", "-e",
                            json.dumps({"audit_report_dir": str(tmp_path)}))
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     report = json.loads(next(tmp_path.glob("audit-*.json")).read_text())
-    assert any(r["user"] == "admin_login" and r["command"] == "COMMENT" and r["object"] == "app.orders"
-               for r in report["pgaudit"]), report["pgaudit"][-5:]
+    for command in ("CREATE TABLE", "COMMENT"):
+        assert any(r["user"] == "admin_login" and r["command"] == command and r["object"] == f"app.{name}"
+                   for r in report["pgaudit"]), (command, report["pgaudit"][-5:])
     assert any(r["kind"] == "OBJECT" and r["object"] == "app.customers" for r in report["pgaudit"])
     assert report["trail"] and {"db_user", "operation", "object"} <= set(report["trail"][0])
