@@ -302,7 +302,7 @@ def function_info(s, fschema, fname):
         "SELECT p.oid, pg_catalog.pg_get_function_identity_arguments(p.oid) AS args, "
         "pg_catalog.pg_get_function_result(p.oid) AS result, p.prosrc AS src, p.prosecdef AS secdef, "
         "l.lanname AS lang, p.proconfig AS config, pg_catalog.pg_get_userbyid(p.proowner) AS owner, "
-        "p.oid::regprocedure::text AS signature, "
+        "p.oid::regprocedure::text AS signature, p.prorows AS rows, "
         "coalesce((SELECT array_agg(CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_catalog.pg_get_userbyid(a.grantee) "
         "END ORDER BY 1) FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a "
         "WHERE a.privilege_type = 'EXECUTE'), '{}') AS executors "
@@ -564,10 +564,12 @@ def main():
                     if p['tenant_column'] else sql.SQL('')).as_string(s.conn)
             m_create = sql.SQL(
                 'CREATE OR REPLACE FUNCTION {fn}(search_query text{targ}) RETURNS TABLE ({cols}, rank real) '
-                'LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp '
+                # ROWS: a search matches few rows; the estimate steers the join back to primary-key lookups
+                'LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER ROWS 100 SET search_path = pg_catalog, pg_temp '
                 'AS {body}').format(fn=sql.Identifier(*mfn), targ=tenant_arg, cols=m_cols, body=sql.Literal(m_body))
             ensure_function(mfn, m_args_text, m_result, m_create,
-                            {'src': m_body, 'secdef': True, 'config': ['search_path=pg_catalog, pg_temp']})
+                            {'src': m_body, 'secdef': True, 'rows': 100,
+                             'config': ['search_path=pg_catalog, pg_temp']})
             m_ident = sql.SQL('{}({})').format(sql.Identifier(*mfn),
                                                sql.SQL('text, text' if p['tenant_column'] else 'text'))
             rows = function_info(s, *mfn)
