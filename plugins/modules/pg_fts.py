@@ -549,7 +549,9 @@ def main():
         mfn = (fn[0], match_name(fn[1]))
         if p['match_owner']:
             tenant_arg = sql.SQL(', tenant text') if p['tenant_column'] else sql.SQL('')
-            m_args_text = 'search_query text' + (', tenant text' if p['tenant_column'] else '')
+            m_args_text = 'search_query text' + (', tenant text' if p['tenant_column'] else '') + \
+                ', max_rows integer, skip_rows integer'
+            lim_pos = 3 if p['tenant_column'] else 2
             m_cols = sql.SQL(', ').join(sql.SQL('{} {}').format(sql.Identifier(c), sql.SQL(cols[c]['type']))
                                         for c in pk_cols)
             m_result = 'TABLE(' + ', '.join(f"{sql.Identifier(c).as_string(s.conn)} {cols[c]['type']}"
@@ -557,13 +559,17 @@ def main():
             m_body = sql.SQL(
                 'SELECT {pk}, pg_catalog.ts_rank_cd(t.{col}, q) '
                 'FROM {tbl} AS t, pg_catalog.websearch_to_tsquery({cfg}::regconfig, $1) AS q '
-                'WHERE t.{col} @@ q{tenant}').format(
+                'WHERE t.{col} @@ q{tenant} ORDER BY {rank_pos} DESC, {pk_pos} LIMIT {lim} OFFSET {skip}').format(
+                    rank_pos=sql.SQL(str(len(pk_cols) + 1)),
+                    pk_pos=sql.SQL(', '.join(str(i + 1) for i in range(len(pk_cols)))),
+                    lim=sql.SQL(f'${lim_pos}'), skip=sql.SQL(f'${lim_pos + 1}'),
                     pk=sql.SQL(', ').join(sql.SQL('t.{}').format(sql.Identifier(c)) for c in pk_cols),
                     col=sql.Identifier(p['column']), tbl=tbl, cfg=sql.Literal(cfg_text),
                     tenant=sql.SQL(' AND t.{} = $2').format(sql.Identifier(p['tenant_column']))
                     if p['tenant_column'] else sql.SQL('')).as_string(s.conn)
             m_create = sql.SQL(
-                'CREATE OR REPLACE FUNCTION {fn}(search_query text{targ}) RETURNS TABLE ({cols}, rank real) '
+                'CREATE OR REPLACE FUNCTION {fn}(search_query text{targ}, max_rows integer DEFAULT NULL, '
+                'skip_rows integer DEFAULT 0) RETURNS TABLE ({cols}, rank real) '
                 # ROWS: a search matches few rows; the estimate steers the join back to primary-key lookups
                 'LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER ROWS 100 SET search_path = pg_catalog, pg_temp '
                 'AS {body}').format(fn=sql.Identifier(*mfn), targ=tenant_arg, cols=m_cols, body=sql.Literal(m_body))
@@ -571,7 +577,8 @@ def main():
                             {'src': m_body, 'secdef': True, 'rows': 100,
                              'config': ['search_path=pg_catalog, pg_temp']})
             m_ident = sql.SQL('{}({})').format(sql.Identifier(*mfn),
-                                               sql.SQL('text, text' if p['tenant_column'] else 'text'))
+                                               sql.SQL('text, text, integer, integer' if p['tenant_column']
+                                                       else 'text, integer, integer'))
             rows = function_info(s, *mfn)
             if rows and rows[0]['owner'] != p['match_owner']:
                 s.execute(sql.SQL('ALTER FUNCTION {} OWNER TO {}').format(m_ident, sql.Identifier(p['match_owner'])))
@@ -602,12 +609,22 @@ def main():
             tenant_expr = sql.SQL(', {}()').format(sql.Identifier(*tenant_fn)) if tenant_fn else sql.SQL('')
             join_on = sql.SQL(' AND ').join(sql.SQL('t.{0} = m.{0}').format(sql.Identifier(c)) for c in pk_cols)
             body = sql.SQL(
-                '\nBEGIN\n'
+                '\nDECLARE\n'
+                '    got integer;\n'
+                '    win integer := $2 * 2 + 20;\n'
+                'BEGIN\n'
                 '    -- callers under RLS that may run the index-backed match get it; the rows joined back pass\n'
                 '    -- every policy. Others (no EXECUTE, or RLS not active: superuser, BYPASSRLS) run the plain query.\n'
                 '    IF pg_catalog.row_security_active({tref}) AND pg_catalog.has_function_privilege({mref}, {exe}) THEN\n'
-                '        RETURN QUERY SELECT t.{key}, m.rank FROM {mfn}($1{tenant}) AS m JOIN {tbl} AS t ON {on} '
-                'ORDER BY m.rank DESC, t.{key} LIMIT $2;\n'
+                '        -- the best `win` matches of the tenant, in (rank, key) order, joined back under RLS\n'
+                '        RETURN QUERY SELECT t.{key}, m.rank FROM {mfn}($1{tenant}, win, 0) AS m JOIN {tbl} AS t ON {on} '
+                'ORDER BY m.rank DESC, {morder} LIMIT $2;\n'
+                '        GET DIAGNOSTICS got = ROW_COUNT;\n'
+                '        IF got < $2 THEN\n'
+                '            -- policies hid some of them: continue after the window, in the same order\n'
+                '            RETURN QUERY SELECT t.{key}, m.rank FROM {mfn}($1{tenant}, NULL, win) AS m JOIN {tbl} AS t '
+                'ON {on} ORDER BY m.rank DESC, {morder} LIMIT $2 - got;\n'
+                '        END IF;\n'
                 '    ELSE\n'
                 '        RETURN QUERY {plain};\n'
                 '    END IF;\n'
@@ -615,6 +632,7 @@ def main():
                     mref=sql.Literal(m_ident.as_string(s.conn)), exe=sql.Literal('EXECUTE'), key=kid,
                     tref=sql.SQL('{}::regclass').format(sql.Literal(tbl.as_string(s.conn))),
                     mfn=sql.Identifier(*mfn), tenant=tenant_expr, tbl=tbl, on=join_on,
+                    morder=sql.SQL(', ').join(sql.SQL('m.{}').format(sql.Identifier(c)) for c in pk_cols),
                     plain=plain.format(key=kid, col=sql.Identifier(p['column']), tbl=tbl, cfg=sql.Literal(cfg_text),
                                        arg=sql.SQL('$1'), lim=sql.SQL('$2'), order=sql.SQL('2 DESC, 1')))
             lang = 'plpgsql'

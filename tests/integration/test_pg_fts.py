@@ -149,14 +149,14 @@ def test_match_under_rls_keeps_tenants_apart(tenant_notes):
     assert applied['changed'] and not applied['failed'], applied.get('msg')
     assert again['changed'] is False and again['queries'] == [], again['queries']
     assert applied['state']['match_function'] == (
-        'it_pg_fts.search_notes_match(search_query text, tenant text) RETURNS TABLE(id bigint, rank real) '
-        'SECURITY DEFINER OWNER it_fts_owner')
+        'it_pg_fts.search_notes_match(search_query text, tenant text, max_rows integer, skip_rows integer) '
+        'RETURNS TABLE(id bigint, rank real) SECURITY DEFINER OWNER it_fts_owner')
     assert psql_value("SELECT p.proconfig::text FROM pg_proc p WHERE p.proname = 'search_notes_match'") == \
         '{"search_path=pg_catalog, pg_temp"}'
     # only the named role may run the match directly; PUBLIC may not
-    assert psql_value("SELECT has_function_privilege('public', 'it_pg_fts.search_notes_match(text, text)', "
+    assert psql_value("SELECT has_function_privilege('public', 'it_pg_fts.search_notes_match(text, text, integer, integer)', "
                       "'EXECUTE')") is False
-    assert psql_value("SELECT has_function_privilege('it_fts_tenant_a', 'it_pg_fts.search_notes_match(text, text)', "
+    assert psql_value("SELECT has_function_privilege('it_fts_tenant_a', 'it_pg_fts.search_notes_match(text, text, integer, integer)', "
                       "'EXECUTE')") is False
     # the owner got column privileges only
     assert psql_value("SELECT has_table_privilege('it_fts_owner', 'it_pg_fts.notes', 'SELECT')") is False
@@ -171,6 +171,13 @@ def test_match_under_rls_keeps_tenants_apart(tenant_notes):
     assert as_role('it_fts_tenant_a', search, tenant='b') == ['1', '2']
     r = psql("SET ROLE it_fts_tenant_a; SELECT * FROM it_pg_fts.search_notes_match('walnut', 'b');", check=False)
     assert r.returncode != 0 and 'permission denied for function search_notes_match' in r.stderr
+    # more hidden matches than the match's first window (2 * max_results + 20), all ranked above the visible one:
+    # the search continues after the window and still finds it
+    psql(f"INSERT INTO {N} SELECT i, 'a', 'walnut walnut walnut secret' FROM generate_series(100, 129) i")
+    assert as_role('it_fts_app', "SELECT id FROM it_pg_fts.search_notes('walnut', 1)", tenant='a') == ['1']
+    assert as_role('it_fts_tenant_a', "SELECT id FROM it_pg_fts.search_notes('walnut', 3)", tenant='a') == \
+        ['100', '101', '102']
+    psql(f"DELETE FROM {N} WHERE id >= 100")
     # RLS is not active for the superuser: the plain query, every tenant
     assert [r['id'] for r in psql_rows(search)] == [1, 2, 3]
     # tenant b's word is not found from tenant a
