@@ -1,5 +1,6 @@
-"""Behaviour of the backup layer: archiving through the TLS repository host, an encrypted repository, PITR to a
-time and to a named restore point with the real playbooks, refusals before anything stops, the restore drill.
+"""Behaviour of the backup layer: archiving through the TLS repository host, backups copied from the streaming
+standby, an encrypted repository, PITR to a time, to a named restore point and to a transaction id with the real
+playbooks (each ending with the standby streaming again), refusals before anything stops, the restore drill.
 
 The tests run in file order and build on each other (the PITR tests change the cluster)."""
 
@@ -18,6 +19,8 @@ import testinfra
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) if "MOLECULE_EPHEMERAL_DIRECTORY" in os.environ else None
 PG1 = testinfra.get_host("docker://hc-mol-backup-pg1")
+PG2 = testinfra.get_host("docker://hc-mol-backup-pg2")
+PG2_NAME = "hc-mol-backup-pg2"  # inventory name: the standby's application_name
 REPO = testinfra.get_host("docker://hc-mol-backup-backup1")
 RESTORE = testinfra.get_host("docker://hc-mol-backup-restore1")
 CANARY = "HC-PLAINTEXT-CANARY-7f3a9c"
@@ -45,6 +48,32 @@ def postmaster_start(host):
     return psql(host, "SELECT pg_postmaster_start_time()", db="postgres")
 
 
+def backup_manifest(label):
+    """The backup's manifest from the (encrypted) repository, decrypted by pgBackRest's repo-get."""
+    cmd = pgbackrest(REPO, "repo-get", f"backup/{STANZA}/{label}/backup.manifest")
+    assert cmd.rc == 0, cmd.stderr
+    return cmd.stdout
+
+
+def assert_standby_follows(table):
+    """pg2 streams from pg1 and replays a row written on pg1 now (after any restore): the cluster is whole."""
+    rows = psql(PG1, "SELECT application_name || '|' || state FROM pg_stat_replication", db="postgres").splitlines()
+    assert f"{PG2_NAME}|streaming" in rows, rows
+    assert psql(PG2, "SELECT pg_is_in_recovery()", db="postgres") == "t"
+    marker = psql(PG1, f"INSERT INTO {table} (id) VALUES (100000 + (random() * 100000)::int) RETURNING id")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if psql(PG2, f"SELECT count(*) FROM {table} WHERE id = {int(marker)}") == "1":
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"row {marker} written on pg1 after the restore did not reach pg2 within 30 s")
+    # Same timeline on both sides: the standby follows the restored primary, not the history before it.
+    psql(PG1, "CHECKPOINT", db="postgres")
+    primary_tli = psql(PG1, "SELECT timeline_id FROM pg_control_checkpoint()", db="postgres")
+    assert psql(PG2, "SELECT received_tli FROM pg_stat_wal_receiver", db="postgres") == primary_tli
+
+
 def run_playbook(name, **extra):
     """Run one of the project's playbooks against the Molecule inventory, the way an operator would."""
     if EPHEMERAL is None:
@@ -65,6 +94,7 @@ def run_playbook(name, **extra):
 def test_tls_servers_listen():
     assert REPO.socket("tcp://0.0.0.0:8432").is_listening
     assert PG1.socket("tcp://0.0.0.0:8432").is_listening
+    assert PG2.socket("tcp://0.0.0.0:8432").is_listening
     assert REPO.service("pgbackrest").is_running
 
 
@@ -77,14 +107,28 @@ def test_tls_server_maps_client_names_to_the_stanza():
 
 
 def test_no_ssh_between_hosts():
-    for host in (PG1, REPO):
+    for host in (PG1, PG2, REPO):
         assert not host.socket("tcp://0.0.0.0:22").is_listening
 
 
-def test_check_passes_from_both_sides():
-    assert pgbackrest(REPO, "check").rc == 0
-    cmd = pgbackrest(PG1, "check")
-    assert cmd.rc == 0, cmd.stderr
+def test_check_passes_from_every_side():
+    for host in (REPO, PG1, PG2):
+        cmd = pgbackrest(host, "check")
+        assert cmd.rc == 0, cmd.stderr
+
+
+def test_standby_streams_and_backups_copy_from_it():
+    assert psql(PG2, "SELECT pg_is_in_recovery()", db="postgres") == "t"
+    replication = psql(PG1, "SELECT application_name || '|' || state FROM pg_stat_replication", db="postgres")
+    assert f"{PG2_NAME}|streaming" in replication.splitlines()
+    backups = repo_info()["backup"]
+    assert backups
+    # Each backup's own record (its manifest in the repository) says it was taken from a standby.
+    for backup in backups:
+        assert "option-backup-standby=true" in backup_manifest(backup["label"]).splitlines(), backup["label"]
+    # The repository host's backup log shows pgBackRest waiting for the standby to replay to the backup start.
+    log = REPO.file(f"/var/log/pgbackrest/{STANZA}-backup.log").content_string
+    assert "replay on the standby reached" in log
 
 
 def test_archiving_is_async_through_pgbackrest():
@@ -158,6 +202,7 @@ def test_pitr_refuses_bad_targets_before_stopping_anything():
         ({"pitr_target_type": "time", "pitr_target": too_old}, "before the end of the oldest backup"),
         ({"pitr_target_type": "time", "pitr_target": "yesterday at noon"}, "malformed time target"),
         ({"pitr_target_type": "lsn", "pitr_target": "0/0"}, "before the end of the oldest backup"),
+        ({"pitr_target_type": "xid", "pitr_target": "12ab"}, "malformed transaction id target"),
         ({"pitr_target_type": "when-ever"}, "pitr_target_type must be one of"),
     ]
     for extra, words in cases:
@@ -190,6 +235,7 @@ def test_pitr_to_a_time_brings_back_exactly_the_rows_before_it():
     assert int(psql(PG1, "SELECT timeline_id FROM pg_control_checkpoint()")) >= 2
     assert pgbackrest(PG1, "check").rc == 0
     assert psql(PG1, "SELECT count(*) FROM canary") == "1000"
+    assert_standby_follows("pitr_t")
 
 
 def test_pitr_to_a_named_restore_point():
@@ -205,6 +251,30 @@ def test_pitr_to_a_named_restore_point():
     assert psql(PG1, "SELECT pg_is_in_recovery()") == "f"
     psql(PG1, "INSERT INTO rp_t VALUES (99)")
     assert pgbackrest(PG1, "check").rc == 0
+    assert_standby_follows("rp_t")
+
+
+def test_pitr_to_a_transaction_id_keeps_that_transaction_and_drops_later_ones():
+    psql(PG1, "DROP TABLE IF EXISTS xid_t")
+    psql(PG1, "CREATE TABLE xid_t (id int PRIMARY KEY)")
+    psql(PG1, "INSERT INTO xid_t SELECT generate_series(1, 10)")
+    # One committing transaction inserts 11..20 and reports its own id.
+    insert = (
+        "WITH ins AS (INSERT INTO xid_t SELECT generate_series({}, {}) RETURNING id) "
+        "SELECT txid_current(), count(*) FROM ins"
+    )
+    xid, inserted = psql(PG1, insert.format(11, 20)).split("|")
+    assert inserted == "10"
+    later, inserted = psql(PG1, insert.format(21, 30)).split("|")
+    assert int(later) > int(xid)
+    psql(PG1, "DELETE FROM xid_t WHERE id <= 15")
+    proc = run_playbook("pitr_restore.yml", pitr_target_type="xid", pitr_target=xid)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    # Inclusive target: the transaction itself and the earlier one are back; the later insert and the delete are not.
+    assert psql(PG1, "SELECT count(*), min(id), max(id) FROM xid_t") == "20|1|20"
+    assert psql(PG1, "SELECT pg_is_in_recovery()") == "f"
+    assert pgbackrest(PG1, "check").rc == 0
+    assert_standby_follows("xid_t")
 
 
 def test_restore_drill_passes_without_touching_the_cluster():
