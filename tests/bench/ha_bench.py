@@ -26,8 +26,16 @@ def log(msg):
     print(f"[bench-ha {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def docker(*args, check=True, timeout=600, **kw):
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout, **kw)
+def docker(*args, check=True, timeout=600, password=None):
+    """docker CLI; `password` reaches the container as PGPASSWORD through the environment, never the command line."""
+    env = None
+    if password is not None:
+        env = dict(os.environ, PGPASSWORD=password)
+        args = (args[0], "-e", "PGPASSWORD", *args[1:])
+    res = subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args[:4])} ... exited {res.returncode}: {res.stderr.strip()[-1500:]}")
+    return res
 
 
 class Cluster:
@@ -43,8 +51,8 @@ class Cluster:
 
     def bouncer_sql(self, sql, user="app_rw", db="appdb", port=6432):
         dsn = f"host=localhost port={port} dbname={db} user={user} sslmode=verify-full sslrootcert={CA}"
-        return docker("exec", "-e", f"PGPASSWORD={self.secret(user)}", PROXY, "psql", "-XAtq", "-v",
-                      "ON_ERROR_STOP=1", dsn, "-c", sql).stdout.strip()
+        return docker("exec", PROXY, "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql,
+                      password=self.secret(user)).stdout.strip()
 
     def running(self, node):
         return docker("inspect", "-f", "{{.State.Running}}", node).stdout.strip() == "true"
@@ -97,23 +105,29 @@ def failover_trial(c, mode, table):
     docker("cp", str(ROOT / "tests/bench/ha_writer.py"), f"{PROXY}:/var/tmp/ha_writer.py")
     dsn = f"host=localhost port=6432 dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
     proc = subprocess.Popen(
-        ["docker", "exec", "-u", "postgres", "-e", f"PGPASSWORD={c.secret('app_rw')}", "-e", f"HC_CA={CA}",
+        ["docker", "exec", "-u", "postgres", "-e", "PGPASSWORD", "-e", f"HC_CA={CA}",
          "-e", f"HC_ADMIN_PASSFILE={ADMIN_PASSFILE}", PROXY, "python3", "/var/tmp/ha_writer.py", "--dsn", dsn,
          "--table", table, "--count", "100000", "--seconds", "40", "--interval", "0.01",
-         "--nodes", ",".join(NODES)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--nodes", ",".join(NODES)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PGPASSWORD=c.secret("app_rw")))
     time.sleep(5)
     killed_at = time.time()
     docker("stop", "-t", "0", old)
+    stopped_at = time.time()  # `docker stop` returns once the container is dead
     out, err = proc.communicate(timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(err[-2000:])
     res = json.loads(out)
     acked = {n for n, _unused in res["acked"]}
-    after = [t for _unused, t in res["acked"] if t > killed_at]
+    times = sorted(t for _unused, t in res["acked"])
+    # RTO as the client sees it: from the last write acknowledged by the old primary (it was alive then) to the
+    # first write acknowledged after the old primary's container was dead. An upper bound on loss -> first write.
+    last_ok = max((t for t in times if t <= stopped_at), default=killed_at)
+    after = [t for t in times if t > stopped_at]
     present = set(map(int, c.bouncer_sql(f"SELECT n FROM {table}").split()))
     lost = len(acked - present)
     split = sum(1 for s in res["samples"] if len(s[1]) > 1)
-    rto = (after[0] - killed_at) if after else None
+    rto = (after[0] - last_ok) if after else None
     new = c.primaries()
     log(f"{mode} trial: primary {old} killed, new primary {new}, RTO {rto if rto is None else round(rto, 2)} s, "
         f"acked {len(acked)}, lost {lost}, split-brain samples {split}")
@@ -128,6 +142,7 @@ def failover_trial(c, mode, table):
             c.node_sql(n, "SELECT pg_reload_conf()")
     c.wait_healthy()
     return {"mode": mode, "killed": old, "new_primary": new[0] if new else None, "rto_s": rto,
+            "stop_seconds": round(stopped_at - killed_at, 2),
             "acked": len(acked), "lost_acked": lost, "split_brain_samples": split, "errors": len(res["errors"])}
 
 
@@ -160,19 +175,22 @@ def hold_connections(c, n):
     docker("cp", fh.name, f"{PROXY}:/var/tmp/ha_hold.py")
     os.unlink(fh.name)
     dsn = "host=localhost port=6432 dbname=appdb user=app_rw sslmode=require"
-    proc = subprocess.Popen(["docker", "exec", "-i", "-e", f"PGPASSWORD={c.secret('app_rw')}", PROXY, "bash", "-c",
+    proc = subprocess.Popen(["docker", "exec", "-i", "-e", "PGPASSWORD", PROXY, "bash", "-c",
                              f"ulimit -n 20000 && exec python3 /var/tmp/ha_hold.py {n} '{dsn}'"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PGPASSWORD=c.secret("app_rw")))
     line = proc.stdout.readline().split()
     opened, failed, secs = int(line[1]), int(line[2]), float(line[3])
-    pools = docker("exec", "-u", "postgres", PROXY, "psql", "-XAt", "-F", "|", "-h", "/var/run/postgresql", "-p",
-                   "6432", "-U", "postgres", "pgbouncer", "-c", "SHOW POOLS").stdout
+    pools = docker("exec", "-u", "postgres", PROXY, "psql", "-XA", "-F", "|", "-P", "footer=off", "-h",
+                   "/var/run/postgresql", "-p", "6432", "-U", "postgres", "pgbouncer", "-c", "SHOW POOLS").stdout
+    lines = pools.splitlines()
+    header = lines[0].split("|")
     clients = servers = 0
-    for row in pools.splitlines():
-        f = row.split("|")
-        if f[0] == "appdb":
-            clients += int(f[2]) + int(f[3])
-            servers += sum(int(x) for x in f[5:9])
+    for row in lines[1:]:
+        f = dict(zip(header, row.split("|"), strict=False))
+        if f.get("database") == "appdb":
+            clients += int(f["cl_active"]) + int(f["cl_waiting"])
+            servers += sum(int(f.get(k, 0)) for k in ("sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login"))
     prim = c.primaries()[0]
     backends = int(c.node_sql(prim, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb'"))
     proc.communicate(input="\n", timeout=300)
@@ -189,7 +207,7 @@ def pgbench(c, target, clients, seconds, select_only):
     if select_only:
         args.append("-S")
     dsn = f"host={host} port={port} dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
-    res = docker("exec", "-e", f"PGPASSWORD={c.secret('app_rw')}", PROXY, *args, dsn, timeout=seconds + 120)
+    res = docker("exec", PROXY, *args, dsn, timeout=seconds + 120, password=c.secret("app_rw"))
     # PostgreSQL 17's pgbench prints one line: "tps = N (without initial connection time)"
     tps = next(float(line.split("=")[1].split()[0]) for line in res.stdout.splitlines() if line.startswith("tps ="))
     log(f"pgbench {'select-only' if select_only else 'tpcb-like'} {target} c={clients}: {tps:.0f} tps")
@@ -220,7 +238,7 @@ def plot(result, path):
     tp = result["throughput"]
     labels = list(tp)
     ax.bar(labels, [tp[k] for k in labels], color="tab:green")
-    ax.set_title("pgbench at 100 clients (tps)")
+    ax.set_title("pgbench tps (100 clients unless noted)")
     ax.tick_params(axis="x", rotation=30, labelsize=8)
     ax = axes[2]
     conn = result["connections"]
@@ -253,17 +271,23 @@ def main():
     docker("cp", f"{NODES[1]}:/usr/lib/postgresql/17/bin/pgbench", "/tmp/hc_ha_pgbench")
     docker("cp", "/tmp/hc_ha_pgbench", f"{PROXY}:/usr/local/bin/pgbench")
     dsn = f"host=localhost port=9999 dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
-    docker("exec", "-e", f"PGPASSWORD={c.secret('app_rw')}", PROXY, "pgbench", "-i", "-q", "-s", "10", dsn)
+    docker("exec", PROXY, "pgbench", "-i", "-q", "-s", "10", dsn, password=c.secret("app_rw"))
     c.wait_healthy()
     result["loadavg_1m_before_pgbench"] = round(os.getloadavg()[0], 2)
     tp = {}
+    # pgpool serves num_init_children (40) clients at once, and PgBouncer keeps up to 25 idle server connections
+    # to it after a pooled run: read scaling through pgpool alone is measured first, with 16 clients.
+    for target in ("direct", "pgpool"):
+        tp[f"select-only {target} c=16"] = pgbench(c, target, 16, args.pgbench_seconds, True)
     for target in ("direct", "pooled"):
         tp[f"tpcb {target}"] = pgbench(c, target, 100, args.pgbench_seconds, False)
-    for target in ("direct", "pgpool", "pooled"):
+    for target in ("direct", "pooled"):
         tp[f"select-only {target}"] = pgbench(c, target, 100, args.pgbench_seconds, True)
     result["throughput"] = tp
     result["throughput_ratio_pooled_vs_direct_tpcb"] = round(tp["tpcb pooled"] / tp["tpcb direct"], 3)
-    result["read_scaling_ratio_pgpool_vs_primary"] = round(tp["select-only pgpool"] / tp["select-only direct"], 3)
+    result["throughput_ratio_pooled_vs_direct_select"] = round(tp["select-only pooled"] / tp["select-only direct"], 3)
+    result["read_scaling_ratio_pgpool_vs_primary"] = round(
+        tp["select-only pgpool c=16"] / tp["select-only direct c=16"], 3)
 
     result["connections"] = hold_connections(c, args.connections)
 

@@ -33,8 +33,17 @@ def secret(name):
     return (SECRETS / name).read_text(encoding="utf-8").split()[0]
 
 
-def docker(*args, check=True, timeout=120, **kw):
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout, **kw)
+def docker(*args, check=True, timeout=120, password=None):
+    """docker CLI; `password` reaches the container as PGPASSWORD through the environment, never the command line
+    (so no secret shows in a failure report)."""
+    env = None
+    if password is not None:
+        env = dict(os.environ, PGPASSWORD=password)
+        args = (args[0], "-e", "PGPASSWORD", *args[1:])
+    res = subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=timeout, env=env)
+    if check:
+        assert res.returncode == 0, f"docker {' '.join(args[:4])} ... exited {res.returncode}: {res.stderr[-1500:]}"
+    return res
 
 
 def node_sql(node, sql, db="postgres"):
@@ -47,8 +56,7 @@ def bouncer_sql(sql, user="app_rw", db="appdb", port=6432, check=True):
     """Run SQL inside the proxy container through PgBouncer (or pgpool with port=9999), TLS verify-full."""
     dsn = f"host=localhost port={port} dbname={db} user={user} sslmode=verify-full sslrootcert={CA}"
     return docker(
-        "exec", "-e", f"PGPASSWORD={secret(user)}", PROXY, "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql,
-        check=check,
+        "exec", PROXY, "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql, check=check, password=secret(user),
     )
 
 
@@ -105,10 +113,10 @@ def start_writer(table, count, seconds):
     docker("cp", str(ROOT / "tests" / "bench" / "ha_writer.py"), f"{PROXY}:{WRITER}")
     dsn = f"host=localhost port=6432 dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
     return subprocess.Popen(
-        ["docker", "exec", "-u", "postgres", "-e", f"PGPASSWORD={secret('app_rw')}", "-e", f"HC_CA={CA}",
+        ["docker", "exec", "-u", "postgres", "-e", "PGPASSWORD", "-e", f"HC_CA={CA}",
          "-e", f"HC_ADMIN_PASSFILE={ADMIN_PASSFILE}", PROXY, "python3", WRITER, "--dsn", dsn, "--table", table,
          "--count", str(count), "--seconds", str(seconds), "--interval", "0.02", "--nodes", ",".join(NODES)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PGPASSWORD=secret("app_rw")),
     )
 
 
@@ -177,8 +185,7 @@ def test_role_without_write_grant_is_refused():
 
 def test_superuser_cannot_log_in_through_pgbouncer():
     dsn = f"host=localhost port=6432 dbname=postgres user=postgres sslmode=verify-full sslrootcert={CA}"
-    res = docker("exec", "-e", f"PGPASSWORD={secret('postgres')}", PROXY, "psql", "-XAtq", dsn, "-c", "SELECT 1",
-                 check=False)
+    res = docker("exec", PROXY, "psql", "-XAtq", dsn, "-c", "SELECT 1", check=False, password=secret("postgres"))
     assert res.returncode != 0, "a superuser logged in through PgBouncer"
 
 
@@ -186,8 +193,7 @@ def test_pgpool_tcp_listener_demands_scram():
     """pgpool's loopback TCP listener is not a way around authentication: SCRAM over TLS, even from the host."""
     assert bouncer_sql("SELECT 1", port=9999).stdout.strip() == "1"
     dsn = f"host=localhost port=9999 dbname=appdb user=app_rw sslmode=verify-full sslrootcert={CA}"
-    res = docker("exec", "-e", "PGPASSWORD=not-the-password", PROXY, "psql", "-XAtq", dsn, "-c", "SELECT 1",
-                 check=False)
+    res = docker("exec", PROXY, "psql", "-XAtq", dsn, "-c", "SELECT 1", check=False, password="not-the-password")
     assert res.returncode != 0 and "authentication failed" in res.stderr, res.stderr
     res = docker("exec", PROXY, "psql", "-XAtqw", dsn, "-c", "SELECT 1", check=False)
     assert res.returncode != 0, "pgpool let a TCP client in without a password"
