@@ -161,7 +161,7 @@ def main():
                      "pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'random_page_cost', "
                      "'server_version')").stdout.strip()
     results = {"generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-               "machine": "shared 2-core CI host (5 engineers' workloads running), one container",
+               "machine": f"{os.cpu_count()} cores, one container; load average {os.getloadavg()[0]:.2f} at the start",
                "settings": settings, "load": load, "queries_role": f"{q['role']} (tenant {q['tenant']}, RLS on)",
                **{k: v for k, v in q.items() if k not in ("role", "tenant")},
                "p95_under_10ms": {k: v["p95_ms"] < 10 for k, v in q["queries"].items()},
