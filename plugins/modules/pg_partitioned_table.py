@@ -666,17 +666,19 @@ def main():
         existing[name] = None
         changed = True
 
-    dropped = []
-    if p['partman']:
-        changed = ensure_partman(s, p, schema, table, tbl, before, changed)
-        after = read_state(s, schema, table, pm_schema)[0]
-        dropped = sorted({x['name'] for x in before['partitions']} - {x['name'] for x in after['partitions']})
+    def finish(changed, after, dropped):
         s.finish(changed)
         s.close()
         result = {'changed': changed, 'queries': s.queries, 'state': after, 'dropped': dropped}
         if module._diff:
             result['diff'] = {'before': before, 'after': after}
         module.exit_json(**result)
+
+    dropped = []
+    if p['partman']:
+        changed = ensure_partman(s, p, schema, table, tbl, before, changed)
+        after = read_state(s, schema, table, pm_schema)[0]
+        finish(changed, after, sorted({x['name'] for x in before['partitions']} - {x['name'] for x in after['partitions']}))
 
     # --- the wanted partitions, in creation order (the default partition last)
     fmt = p['period_format']
@@ -729,13 +731,7 @@ def main():
             dropped.append(name)
             changed = True
 
-    after = read_state(s, schema, table, pm_schema)[0]
-    s.finish(changed)
-    s.close()
-    result = {'changed': changed, 'queries': s.queries, 'state': after, 'dropped': dropped}
-    if module._diff:
-        result['diff'] = {'before': before, 'after': after}
-    module.exit_json(**result)
+    finish(changed, read_state(s, schema, table, pm_schema)[0], dropped)
 
 
 if __name__ == '__main__':
