@@ -57,6 +57,14 @@ def changed_tasks(output: str) -> list[str]:
     return names
 
 
+def require_container(name: str, scenario: str):
+    """pytest mark for a check-mode test module: skip, saying why, when the scenario's container is not running."""
+    import pytest
+
+    running = subprocess.run(["docker", "inspect", name], capture_output=True, check=False).returncode == 0
+    return pytest.mark.skipif(not running, reason=f"container {name} is not running (run through `molecule test -s {scenario}`)")
+
+
 def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
 

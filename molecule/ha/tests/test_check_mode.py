@@ -4,24 +4,19 @@ Runs before test_ha.py (file order), on the cluster exactly as converge left it.
 """
 
 import pathlib
-import subprocess
 import sys
-
-import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "helpers"))
 
 from molecule_check import (
     assert_converged_check_is_clean,
     assert_drift_reported_not_fixed,
+    require_container,
 )
 
 PROXY = "hc-mol-ha-proxy1"
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["docker", "inspect", PROXY], capture_output=True, check=False).returncode != 0,
-    reason=f"container {PROXY} is not running (run through `molecule test -s ha`)",
-)
+pytestmark = require_container(PROXY, "ha")
 
 
 def test_check_mode_on_converged_cluster_reports_nothing():

@@ -1,24 +1,19 @@
 """Check mode of roles/postgresql (with the pki certificates it needs) on the converged server."""
 
 import pathlib
-import subprocess
 import sys
-
-import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "helpers"))
 
 from molecule_check import (
     assert_converged_check_is_clean,
     assert_drift_reported_not_fixed,
+    require_container,
 )
 
 PG1 = "hc-mol-postgresql-pg1"
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["docker", "inspect", PG1], capture_output=True, check=False).returncode != 0,
-    reason=f"container {PG1} is not running (run through `molecule test -s postgresql`)",
-)
+pytestmark = require_container(PG1, "postgresql")
 
 
 def test_check_mode_on_converged_server_reports_nothing():
