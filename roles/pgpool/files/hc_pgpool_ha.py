@@ -5,6 +5,7 @@ No SSH between hosts: everything happens over libpq (TLS verify-full) as the con
 
   hc_pgpool_ha.py failover %d %h %p %D %m %H %M %P %r %R %N %S
   hc_pgpool_ha.py follow   %d %h %p %D %m %H %M %P %r %R
+  hc_pgpool_ha.py keeper   (long-running: the hc-pgpool-keeper service)
 
 failover: if the failed node was the primary, promote the standby that has received the most WAL (so a
 commit acknowledged by ANY synchronous standby survives) with pg_promote(); refuses to promote while the old
@@ -12,6 +13,12 @@ primary still answers as a primary (no split brain). A failed standby needs noth
 follow: re-point one standby at the new primary (physical slot on the primary, ALTER SYSTEM SET
 primary_conninfo / primary_slot_name, pg_reload_conf()), wait for it to stream, then pcp_attach_node it.
 During a planned switchover (lock file present) failover promotes nothing: the playbook promotes its target.
+keeper: every few seconds, compare pgpool's view (pcp_node_info) with what the backends say of themselves, and
+attach again, without a person, a node that pgpool detached although it is healthy: a standby that streams from
+the attached primary, or the only primary when pgpool has none attached (a transient error detached it). A node
+must look attachable on two polls in a row; nothing is detached, promoted or fenced here, and nothing happens
+while the switchover lock exists. A stale primary (an old timeline) is never attached: the node agent of the
+replication role fences and rewinds it.
 Settings come from a JSON file (default /etc/pgpool2/hc_ha.json); passwords from the passfile it names.
 """
 
@@ -69,6 +76,19 @@ def node_state(cfg, host, port, timeout=None):
             return bool(row[0]), int(row[1])
     except psycopg.Error as exc:
         log(f"{host}:{port} unreachable: {str(exc).strip()}")
+        return None
+
+
+def node_timeline(cfg, host, port, timeout=None):
+    """Timeline of a primary (from its current WAL file name), or None."""
+    try:
+        with connect(cfg, host, port, timeout) as conn:
+            row = conn.execute(
+                sql.SQL("SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                        "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END")
+            ).fetchone()
+            return row[0]
+    except psycopg.Error:
         return None
 
 
@@ -194,11 +214,97 @@ def follow(cfg, args):
     return 0
 
 
+def pcp(cfg, command, *extra, timeout=10):
+    argv = [command, "-h", cfg.get("pcp_host", "localhost"), "-p", str(cfg.get("pcp_port", 9898)),
+            "-U", cfg["pcp_user"], "-w", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def parse_node_info(text):
+    """pcp_node_info -a lines -> {node id: {'host', 'status', 'role'}} (status 'up' or 'down')."""
+    nodes = {}
+    for node_id, line in enumerate(ln for ln in text.splitlines() if ln.strip()):
+        f = line.split()
+        # host port status weight status_name pg_status role pg_role ...
+        if len(f) < 7:
+            raise ValueError(f"unexpected pcp_node_info line: {line!r}")
+        nodes[node_id] = {"host": f[0], "status": "up" if f[2] in ("1", "2") else "down", "role": f[6]}
+    return nodes
+
+
+def streaming_names(cfg, primary):
+    """application_name of every standby streaming from this primary."""
+    try:
+        with connect(cfg, primary["host"], int(primary["port"]), timeout=2) as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")
+            ).fetchall()
+            return {r[0] for r in rows}
+    except psycopg.Error:
+        return set()
+
+
+def keeper_decide(nodes, states, streaming, timelines):
+    """Pure decision: which detached nodes to attach. nodes from parse_node_info; states {id: (in_recovery,
+    lsn) or None}; streaming: application names streaming from the attached primary; timelines {id: tl}."""
+    attached_primary = [i for i, n in nodes.items() if n["status"] == "up" and n["role"] == "primary"]
+    live_primaries = [i for i, st in states.items() if st is not None and not st[0]]
+    attach = []
+    for node_id, n in sorted(nodes.items()):
+        if n["status"] != "down" or states.get(node_id) is None:
+            continue
+        in_recovery = states[node_id][0]
+        if in_recovery and attached_primary and n.get("application_name") in streaming or (not in_recovery and not attached_primary and live_primaries == [node_id]
+              and timelines.get(node_id) is not None
+              and timelines[node_id] >= max(t for t in timelines.values() if t is not None)):
+            attach.append(node_id)
+    return attach
+
+
+def keeper(cfg):
+    interval = float(cfg.get("keeper_interval", 3))
+    lock = cfg.get("switchover_lock", "/var/lib/postgresql/hc_switchover.lock")
+    seen = set()
+    log(f"keeper started (every {interval} s)")
+    while True:
+        time.sleep(interval)
+        if os.path.exists(lock):
+            seen = set()
+            continue
+        try:
+            res = pcp(cfg, "pcp_node_info", "-a")
+            if res.returncode != 0:
+                seen = set()
+                continue
+            nodes = parse_node_info(res.stdout)
+        except (ValueError, OSError, subprocess.SubprocessError) as exc:
+            log(f"keeper: pcp_node_info failed: {exc}")
+            seen = set()
+            continue
+        bk = backends(cfg)
+        for node_id, n in nodes.items():
+            n["application_name"] = bk.get(node_id, {}).get("application_name", n["host"])
+        states = {i: node_state(cfg, b["host"], int(b["port"]), timeout=2) for i, b in bk.items()}
+        timelines = {i: node_timeline(cfg, b["host"], int(b["port"]), timeout=2)
+                     for i, b in bk.items() if states.get(i) is not None and not states[i][0]}
+        primary = [bk[i] for i, n in nodes.items() if n["status"] == "up" and n["role"] == "primary" and i in bk]
+        streaming = streaming_names(cfg, primary[0]) if primary else set()
+        wanted = set(keeper_decide(nodes, states, streaming, timelines))
+        stable = wanted & seen
+        for node_id in sorted(stable):
+            res = pcp(cfg, "pcp_attach_node", "-n", str(node_id), timeout=30)
+            log(f"keeper: node {node_id} ({bk[node_id]['host']}) is healthy but detached: pcp_attach_node "
+                + ("ok" if res.returncode == 0 else f"failed: {res.stderr.strip()}"))
+        seen = wanted - stable
+
+
 def main(argv):
-    if len(argv) < 2 or argv[1] not in ("failover", "follow"):
-        log("usage: hc_pgpool_ha.py failover|follow <pgpool % arguments>")
+    if len(argv) < 2 or argv[1] not in ("failover", "follow", "keeper"):
+        log("usage: hc_pgpool_ha.py failover|follow <pgpool % arguments> | keeper")
         return 2
     cfg = load_config()
+    if argv[1] == "keeper":
+        return keeper(cfg)
     try:
         return failover(cfg, argv[2:]) if argv[1] == "failover" else follow(cfg, argv[2:])
     except (psycopg.Error, OSError, subprocess.SubprocessError) as exc:
