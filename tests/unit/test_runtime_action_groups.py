@@ -3,21 +3,14 @@
 Generic: it lists plugins/modules, so a module added later fails here until it is in a group.
 """
 
-import json
-import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
+from ansible_run import ROOT, run_playbook
 
-ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = "hingecraft.enterprise_db"
 MODULES = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py") if not p.name.startswith("_"))
-ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=str(ROOT / ".venv" / "bin")) or shutil.which(
-    "ansible-playbook"
-)
 
 
 def _groups():
@@ -56,8 +49,6 @@ def test_groups_name_only_existing_modules():
 
 def test_module_defaults_of_the_group_reach_a_module(tmp_path):
     """A play sets only the group's defaults; the module's connection error shows that it received them."""
-    if ANSIBLE_PLAYBOOK is None:
-        pytest.skip("ansible-playbook not found (run make venv)")
     play = [
         {
             "name": "module_defaults through the action group",
@@ -79,20 +70,8 @@ def test_module_defaults_of_the_group_reach_a_module(tmp_path):
     ]
     playbook = tmp_path / "play.yml"
     playbook.write_text(yaml.safe_dump(play), encoding="utf-8")
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-        ANSIBLE_NOCOLOR="1",
-    )
     python = ROOT / ".venv" / "bin" / "python"
-    extra = {"ansible_python_interpreter": str(python if python.exists() else shutil.which("python3"))}
-    res = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "-i", "localhost,", str(playbook), "-e", json.dumps(extra)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
-    out = res.stdout + res.stderr
-    assert res.returncode != 0, out[-3000:]
+    interpreter = str(python if python.exists() else shutil.which("python3"))
+    rc, out = run_playbook(playbook, extra_vars={"ansible_python_interpreter": interpreter})
+    assert rc != 0, out[-3000:]
     assert '"127.0.0.1", port 1 failed' in out, out[-3000:]
