@@ -61,8 +61,9 @@ def test_module_defaults_of_the_group_reach_a_module(tmp_path):
             "tasks": [
                 {
                     "name": "An index, in check mode (connection options from the group only)",
-                    f"{COLLECTION}.pg_index": {"name": "x_idx", "table": "public.x", "columns": ["a"],
-                                                "db": "postgres"},
+                    f"{COLLECTION}.pg_index": {
+                        "name": "x_idx", "table": "public.x", "columns": ["a"], "db": "postgres",
+                    },
                     "check_mode": True,
                 }
             ],

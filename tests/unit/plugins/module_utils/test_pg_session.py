@@ -188,7 +188,7 @@ def test_session_role_error_rolls_back_closes_and_fails(connect, monkeypatch):
 @pytest.mark.parametrize('check_mode, autocommit, expected', [(False, True, True), (True, True, False),
                                                               (False, False, False)])
 def test_autocommit_session_only_outside_check_mode(connect, check_mode, autocommit, expected):
-    _, conn = session(connect, check_mode=check_mode, autocommit=autocommit)
+    conn = session(connect, check_mode=check_mode, autocommit=autocommit)[1]
     assert conn.autocommit is expected
 
 
@@ -362,12 +362,12 @@ def test_failed_query_names_the_statement_with_its_values(connect):
 
 
 def test_fail_returns_the_queries_unless_given(connect):
-    s, _ = session(connect)
+    s = session(connect)[0]
     s.execute('CREATE SCHEMA app')
     with pytest.raises(FailJson) as exc:
         s.fail('spec does not match', diff={'before': 1})
     assert exc.value.kwargs == {'msg': 'spec does not match', 'diff': {'before': 1}, 'queries': ['CREATE SCHEMA app']}
-    s2, _ = session(connect)
+    s2 = session(connect)[0]
     with pytest.raises(FailJson) as exc:
         s2.fail('custom', queries=['x'])
     assert exc.value.kwargs['queries'] == ['x']
