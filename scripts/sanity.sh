@@ -17,8 +17,8 @@ grep -hoE "pip='[0-9.]+'" "$top"/.venv/lib/python3*/site-packages/ansible_test/_
   | grep -oE '[0-9][0-9.]*[0-9]' | while read -r v; do
   cp "$top/scripts/get_pip_offline.py" "$cache/get_pip_${v//./_}.py"
 done
-# Tests that need tools this machine does not provide in the venv are listed in tests/sanity/skip.txt with the
-# reason; ansible-test prints each one it skips.
+# Known exceptions are listed, each with its reason, in tests/sanity/ignore-<ansible-core version>.txt;
+# SANITY_TESTS="test ..." runs only the tests named.
 tests=()
 if [ -n "${SANITY_TESTS:-}" ]; then for t in $SANITY_TESTS; do tests+=(--test "$t"); done; fi
 exec "$top/.venv/bin/ansible-test" sanity --python "$(python3 -c 'import sys;print("%d.%d"%sys.version_info[:2])')" \

@@ -60,3 +60,28 @@ def test_spec_defaults_equal_role_defaults(role):
     options = (_load(specs_file).get("argument_specs", {}).get("main", {}).get("options")) or {}
     wrong = sorted(k for k, v in options.items() if "default" in v and k in defaults and v["default"] != defaults[k])
     assert not wrong, f"{role.name}: argument_specs default differs from defaults/main.yml for {wrong}"
+
+
+@pytest.mark.parametrize("role", _roles(), ids=lambda p: p.name)
+def test_entry_points_do_not_copy_main_options(role):
+    """An extra entry point (tasks_from) reuses main's option blocks through a YAML alias instead of a copy.
+
+    yaml.safe_load turns an alias into the very same object, so a block that is equal to main's but not
+    identical was written out a second time.
+    """
+    specs_file = role / "meta" / "argument_specs.yml"
+    if not specs_file.exists():
+        pytest.skip(f"{role.name}: no argument specs (covered above)")
+    specs = _load(specs_file).get("argument_specs", {})
+    main = (specs.get("main") or {}).get("options") or {}
+    copied = sorted(
+        f"{entry}.{name}"
+        for entry, spec in specs.items()
+        if entry != "main"
+        for name, option in ((spec or {}).get("options") or {}).items()
+        if name in main and option == main[name] and option is not main[name]
+    )
+    assert not copied, (
+        f"{role.name}: option blocks copied from entry point main (use `options: *{role.name}_options` "
+        f"or an alias per option): {copied}"
+    )

@@ -4,19 +4,10 @@ Each case runs `ansible-playbook --check --tags <role>_preflight` of the role ag
 file or service task can run, only argument-spec validation and the preflight asserts.
 """
 
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
+from ansible_run import ROOT, run_playbook
 
-ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "tests" / "unit" / "playbooks" / "role_preflight.yml"
-ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=str(ROOT / ".venv" / "bin")) or shutil.which(
-    "ansible-playbook"
-)
 
 PG_OK = {
     "postgresql_superuser_password": "x" * 20,
@@ -31,29 +22,7 @@ PKI_OK = {"pki_ca_dir": "/nonexistent/controller/pki", "pki_server_certs": [{"na
 
 
 def run(role, extra):
-    if ANSIBLE_PLAYBOOK is None:
-        pytest.skip("ansible-playbook not found (run make venv)")
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_NOCOLOR="1",
-    )
-    cmd = [
-        ANSIBLE_PLAYBOOK,
-        "-i",
-        "localhost,",
-        str(PLAYBOOK),
-        "--check",
-        "--tags",
-        f"{role}_preflight",
-        "-e",
-        json.dumps({"hc_role": role, **extra}),
-    ]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    return res.returncode, res.stdout + res.stderr
+    return run_playbook(PLAYBOOK, "--check", "--tags", f"{role}_preflight", extra_vars={"hc_role": role, **extra})
 
 
 def test_postgresql_good_input_passes_preflight():
