@@ -15,8 +15,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-# Molecule scenarios that `make test` runs, in order (each: create, converge, idempotence, verify, destroy).
-MOLECULE_SCENARIOS ?= pki postgresql schema backup security ha
+# Molecule scenarios that `make test` runs (each: create, converge, idempotence, verify, destroy), longest first,
+# MOLECULE_JOBS side by side (each scenario has its own containers, network and apt cache).
+MOLECULE_SCENARIOS ?= ha backup postgresql security pki schema
+MOLECULE_JOBS ?= 2
 
 .PHONY: help
 help: ## List the targets
@@ -52,6 +54,7 @@ image: engine ## Build (or reuse) the Debian 13 systemd base image
 lab: venv image ## Bring up the lab: containers on a private network, then playbooks/site.yml
 	$(BIN)/ansible-playbook playbooks/lab.yml
 	$(BIN)/ansible-playbook playbooks/site.yml
+	$(PY) scripts/lab_smoke.py
 
 .PHONY: lab-destroy
 lab-destroy: venv engine ## Remove the lab containers and network
@@ -61,6 +64,8 @@ lab-destroy: venv engine ## Remove the lab containers and network
 lint: venv tools ## ansible-lint (production), yamllint, ruff, ansible-test sanity
 	$(BIN)/yamllint -s .
 	$(BIN)/ruff check plugins tests scripts molecule roles
+	$(BIN)/antsibull-changelog lint
+	$(PY) scripts/role_docs.py --check
 	$(BIN)/ansible-lint --profile production
 	scripts/sanity.sh
 
@@ -73,13 +78,8 @@ integration: venv image ## Modules against a real PostgreSQL 17 container
 	$(BIN)/pytest -q tests/integration
 
 .PHONY: molecule
-molecule: venv image ## Every Molecule scenario in MOLECULE_SCENARIOS
-	for s in $(MOLECULE_SCENARIOS); do
-	  echo "[molecule] scenario $$s ($$(date +%T))"
-	  start=$$(date +%s)
-	  $(BIN)/molecule test -s $$s
-	  echo "[molecule] scenario $$s passed in $$(( $$(date +%s) - start )) s"
-	done
+molecule: venv image ## Every Molecule scenario in MOLECULE_SCENARIOS, MOLECULE_JOBS at a time (logs in .cache/molecule)
+	scripts/molecule-all.sh $(MOLECULE_JOBS) $(MOLECULE_SCENARIOS)
 
 .PHONY: bench-ha
 bench-ha: venv image ## HA benchmark: failover RTO/RPO, 5,000 pooled connections, pgbench -> docs/bench/ha.{json,png}
@@ -98,8 +98,12 @@ bench-ha: venv image ## HA benchmark: failover RTO/RPO, 5,000 pooled connections
 e2e: venv ## Against a running lab (make lab): TLS audit of every listener listed in the lab inventory
 	$(BIN)/pytest -q tests/e2e
 
+.PHONY: platform
+platform: lab ## Platform acceptance suite: make lab, then writes, the fault matrix, runbooks, a second site.yml -> docs/bench/platform.json
+	$(BIN)/pytest -q -p no:cacheprovider tests/platform
+
 .PHONY: test
-test: lint unit integration molecule ## Everything CI runs
+test: lint unit integration molecule platform ## Everything CI runs
 
 .PHONY: bench-backup
 bench-backup: venv image ## Backup benchmark: backup/restore throughput, restore-to-ready, WAL archive lag -> docs/bench/backup.{json,svg}

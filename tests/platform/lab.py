@@ -1,0 +1,177 @@
+"""The running lab (make lab), as the platform acceptance suite sees it.
+
+Everything here talks to the project's own containers: `docker exec` into them, or the one port the lab publishes
+on loopback (PgBouncer, 127.0.0.1:6432, TLS verify-full against the lab CA). Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+import time
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
+SECRETS = ROOT / ".lab" / "secrets"
+CA = ROOT / ".lab" / "pki" / "ca.crt"
+NETWORK = "hingecraft-lab"
+RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+
+
+def _hosts():
+    inv = yaml.safe_load(INVENTORY.read_text())
+    groups = {}
+    for group, body in inv["all"]["children"].items():
+        groups[group] = {h: (v or {}).get("ansible_host", h) for h, v in (body.get("hosts") or {}).items()}
+    return groups
+
+
+GROUPS = _hosts()
+NODES = GROUPS["postgresql"]  # inventory name -> container
+PROXY = next(iter(GROUPS["proxy"].values()))
+ALL_CONTAINERS = sorted({c for g in GROUPS.values() for c in g.values()})
+
+
+def secret(name: str) -> str:
+    return (SECRETS / name).read_text().strip()
+
+
+def docker(*args: str, timeout: float = 60, check: bool = True, env: dict | None = None,
+           stdin: str | None = None) -> subprocess.CompletedProcess:
+    res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False,
+                         env=env, input=stdin)
+    if check and res.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args[:4])} failed ({res.returncode}): {res.stderr.strip()}")
+    return res
+
+
+def running(container: str) -> bool:
+    res = docker("inspect", "-f", "{{.State.Running}}", container, check=False)
+    return res.stdout.strip() == "true"
+
+
+def node_sql(node: str, query: str, timeout: float = 15, check: bool = True) -> str:
+    """One value from a node's PostgreSQL, as postgres over its Unix socket (inside the container)."""
+    res = docker("exec", "-u", "postgres", NODES[node], "psql", "-XAtqw", "-d", "postgres",
+                 "-v", "ON_ERROR_STOP=1", "-c", f"SET statement_timeout = '{int(timeout)}s'; {query}",
+                 timeout=timeout + 10, check=check)
+    return res.stdout.strip()
+
+
+def node_state(node: str) -> tuple[bool, int] | None:
+    """(in_recovery, timeline) of a node's server, or None when it does not answer."""
+    if not running(NODES[node]):
+        return None
+    res = docker("exec", "-u", "postgres", NODES[node], "psql", "-XAtqw", "-d", "postgres", "-c",
+                 "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN 0 ELSE "
+                 "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END",
+                 timeout=15, check=False)
+    if res.returncode != 0 or "|" not in res.stdout:
+        return None
+    rec, tl = res.stdout.strip().split("|")
+    return rec == "t", int(tl)
+
+
+def writable_primaries() -> list[str]:
+    return sorted(n for n in NODES if (st := node_state(n)) is not None and not st[0])
+
+
+def pcp_nodes() -> list[dict]:
+    """pgpool's view: one dict per backend (host, status up/down, role), parsed from `pcp_node_info -a`."""
+    res = docker("exec", "-u", "postgres", PROXY, "pcp_node_info", "-h", "localhost", "-U", "pcpadmin", "-w",
+                 "-a", timeout=20, check=False)
+    if res.returncode != 0:
+        return []
+    nodes = []
+    for line in res.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 7:
+            nodes.append({"host": f[0], "status": "up" if f[2] in ("1", "2") else "down", "role": f[6]})
+    return nodes
+
+
+def streaming_standbys(primary: str) -> set[str]:
+    out = node_sql(primary, "SELECT string_agg(application_name, ',') FROM pg_stat_replication "
+                            "WHERE state = 'streaming'", check=False)
+    return set(filter(None, out.split(",")))
+
+
+def healthy() -> tuple[bool, str]:
+    """Exactly one writable primary, the other nodes streaming from it, pgpool with every node up and that
+    primary as its primary. Returns (ok, description of the state)."""
+    prim = writable_primaries()
+    pcp = pcp_nodes()
+    desc = f"primaries={prim} pgpool={[(n['host'], n['status'], n['role']) for n in pcp]}"
+    if len(prim) != 1:
+        return False, desc
+    standbys = streaming_standbys(prim[0])
+    desc += f" streaming={sorted(standbys)}"
+    others = set(NODES) - {prim[0]}
+    ok = (standbys >= others and len(pcp) == len(NODES) and all(n["status"] == "up" for n in pcp)
+          and [n["host"] for n in pcp if n["role"] == "primary"] == [prim[0]])
+    return ok, desc
+
+
+def wait_for(predicate, seconds: float, what: str, period: float = 1.0):
+    """Poll until predicate() is truthy (returns it) or fail after `seconds`, saying what was awaited."""
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if (last[0] if isinstance(last, tuple) else last):
+            return last
+        time.sleep(period)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}; last: {last}")
+
+
+def wait_healthy(seconds: float, what: str) -> float:
+    """Wait for healthy(); return how long it took."""
+    started = time.monotonic()
+    wait_for(healthy, seconds, what, period=1.0)
+    return time.monotonic() - started
+
+
+def bouncer_dsn(user: str = "hingecraft_app", dbname: str = "hingecraft") -> str:
+    return (f"host=127.0.0.1 port=6432 dbname={dbname} user={user} sslmode=verify-full sslrootcert={CA} "
+            "connect_timeout=3 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 "
+            "application_name=hc_platform_suite")
+
+
+def bouncer_password() -> str:
+    return secret("hingecraft_app")
+
+
+def playbook(name: str, *extra: str, timeout: float = 1800) -> tuple[int, dict, str]:
+    """Run playbooks/<name> against the lab inventory; return (rc, recap per host, output)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PY_COLORS="0")
+    res = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(ROOT / "playbooks" / name), *extra],
+                         capture_output=True, text=True, env=env, timeout=timeout, check=False, cwd=ROOT)
+    recap, in_recap = {}, False
+    for line in res.stdout.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        m = RECAP.match(line.strip()) if in_recap else None
+        if m:
+            recap[m["host"]] = {k: int(v) for k, v in (kv.split("=") for kv in m["counts"].split())}
+    return res.returncode, recap, res.stdout + res.stderr
+
+
+def changed_tasks(output: str) -> list[str]:
+    names, current = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            current = line[6:line.rfind("]")]
+        elif line.startswith("changed:") and current:
+            names.append(current)
+    return names
+
+
+def container_ip(container: str) -> str:
+    return docker("inspect", "-f", "{{(index .NetworkSettings.Networks \"" + NETWORK + "\").IPAddress}}",
+                  container).stdout.strip()
