@@ -3,7 +3,7 @@
 Runs INSIDE the proxy container (python3-psycopg is there): it commits numbered rows through PgBouncer and, in
 a second thread, samples every backend's pg_is_in_recovery() as the admin role. Bounded by --count rows and
 --seconds wall time. Prints one JSON document: acknowledged row numbers with their commit times, errors, and
-the samples (time, nodes out of recovery).
+the samples (time, nodes out of recovery, errors per node that did not answer).
 """
 
 import argparse
@@ -17,9 +17,14 @@ from psycopg import sql
 
 
 def sample(nodes, admin, stop, out, period):
+    """One sample per period: [time, nodes out of recovery, {node: error} for the nodes that did not answer].
+
+    Errors are recorded, not swallowed: a sampler that cannot reach the nodes must not look like "no split
+    brain". Any exception (not only psycopg's) is kept for the node, so a broken sampler shows in the samples.
+    """
     while not stop.is_set():
         at = time.time()
-        primaries = []
+        primaries, failed = [], {}
         for node in nodes:
             try:
                 with psycopg.connect(
@@ -29,9 +34,10 @@ def sample(nodes, admin, stop, out, period):
                 ) as conn:
                     if not conn.execute(sql.SQL("SELECT pg_is_in_recovery()")).fetchone()[0]:
                         primaries.append(node)
-            except psycopg.Error:
-                pass
-        out.append([at, primaries])
+            except Exception as exc:  # noqa: BLE001 - every failure is evidence, recorded per node
+                text = str(exc).strip()
+                failed[node] = text.splitlines()[0] if text else type(exc).__name__
+        out.append([at, primaries, failed])
         stop.wait(period)
 
 
