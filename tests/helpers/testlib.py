@@ -118,14 +118,15 @@ def ansible_env() -> dict:
     return env
 
 
-def run_playbook(inventory: str, playbook, *extra: str, timeout: float = 900, check: bool = True
-                 ) -> subprocess.CompletedProcess:
-    """ansible-playbook -i inventory playbook extra... (playbook: a path, or a name under playbooks/)."""
+def run_playbook(inventory: str, playbook, *extra: str, timeout: float = 900, check: bool = True,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+    """ansible-playbook -i inventory playbook extra... (playbook: a path, or a name under playbooks/); `env` adds
+    variables (e.g. ANSIBLE_CALLBACK_RESULT_FORMAT=json to parse a failure's msg)."""
     path = pathlib.Path(playbook)
     if not path.is_absolute():
         path = ROOT / "playbooks" / path
     res = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", inventory, str(path), *extra],
-                         capture_output=True, text=True, env=ansible_env(), timeout=timeout, cwd=str(ROOT),
+                         capture_output=True, text=True, env={**ansible_env(), **(env or {})}, timeout=timeout, cwd=str(ROOT),
                          check=False)
     if check:
         assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]

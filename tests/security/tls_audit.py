@@ -19,6 +19,15 @@ echo "$d"
 """
 
 
+# A client certificate of the listener's CA on the host (the platform's own client identity), for the positive
+# control: <pki>/<name>/client.crt with its client.key, verified for client use against the listener's CA.
+PLATFORM_CLIENT = r"""for c in /etc/hingecraft/pki/*/client.crt; do
+  [ -r "$c" ] && [ -r "${c%client.crt}client.key" ] || continue
+  openssl verify -purpose sslclient -CAfile "$1" "$c" >/dev/null 2>&1 && { echo "$c"; exit 0; }
+done; exit 0
+"""
+
+
 def inventory_listeners(inventory):
     """[(hostname, container, listener)] for every host of each listener's group."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"))
@@ -54,8 +63,10 @@ def probe(container, listener):
     foreign = dexec("sh", "-c", FOREIGN_CA).strip()
     try:
         dexec("sh", "-c", "cat > /tmp/hc-tls-probe.py", stdin=(HERE / "tls_probe.py").read_text())
+        cert = dexec("sh", "-c", PLATFORM_CLIENT, "find-client", listener["ca"]).strip()
         req = {"host": container_ip(container), "port": int(listener["port"]), "protocol": listener["protocol"],
-               "ca": listener["ca"], "foreign_dir": foreign}
+               "ca": listener["ca"], "foreign_dir": foreign, "client_cert": cert or None,
+               "client_key": cert[:-len("client.crt")] + "client.key" if cert else None}
         return json.loads(dexec("python3", "/tmp/hc-tls-probe.py", stdin=json.dumps(req)))
     finally:
         dexec("rm", "-rf", foreign, "/tmp/hc-tls-probe.py")
@@ -63,6 +74,9 @@ def probe(container, listener):
 
 def assert_listener_secure(container, listener):
     verdict = probe(container, listener)
+    # positive control first: the platform's own client (its client certificate, or none where the host has none)
+    # gets a protocol answer, so a listener that refuses every client cannot pass the refusals below
+    assert verdict["platform_client"] == "accepted", verdict
     assert verdict["plaintext"] == "refused", verdict
     assert verdict["platform_server_cert"] == "verified", verdict
     assert verdict["foreign_root"] == "rejected", verdict

@@ -183,6 +183,16 @@ def test_superuser_cannot_log_in_through_pgbouncer():
     assert re.search(r'FATAL:\s+(password|SASL) authentication failed for user "postgres"', res.stderr), res.stderr
 
 
+def test_pgbouncer_listener_is_tls_only():
+    """PgBouncer's listener, probed from the proxy's bridge address (tests/security/tls_audit.py): the platform
+    client gets an answer, plaintext is refused, the server certificate verifies against the platform CA only,
+    and a client certificate of a foreign CA is refused with a TLS alert."""
+    sys.path.insert(0, str(ROOT / "tests" / "security"))
+    from tls_audit import assert_listener_secure
+
+    assert_listener_secure(PROXY, {"name": "pgbouncer", "port": 6432, "protocol": "postgres", "ca": CA})
+
+
 def test_pgpool_tcp_listener_demands_scram():
     """pgpool's loopback TCP listener is not a way around authentication: SCRAM over TLS, even from the host."""
     assert bouncer_sql("SELECT 1", port=9999).stdout.strip() == "1"
