@@ -41,7 +41,7 @@ def sample(nodes, admin, stop, out, period):
         stop.wait(period)
 
 
-def write(dsn, table, count, seconds, interval):
+def write(dsn, table, count, seconds, interval, password=None):
     acked, errors = [], []
     conn = None
     n = 1
@@ -50,7 +50,7 @@ def write(dsn, table, count, seconds, interval):
     while n <= count and time.monotonic() < deadline:
         try:
             if conn is None or conn.closed:
-                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2)
+                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2, password=password)
             conn.execute(insert, [n])
             acked.append([n, time.time()])
             n += 1
@@ -77,6 +77,10 @@ def main():
     ap.add_argument("--admin", default="postgres")
     ap.add_argument("--sample-period", type=float, default=0.5)
     args = ap.parse_args()
+    # The writer's password arrives as PGPASSWORD; libpq prefers that variable to any passfile, so left in the
+    # environment it would be sent as the admin's password by every sampler connection (and every sample would
+    # fail). It is taken out of the environment and given to the writer's connections only.
+    password = os.environ.pop("PGPASSWORD", None)
     samples, stop = [], threading.Event()
     sampler = None
     if args.nodes:
@@ -85,7 +89,7 @@ def main():
         )
         sampler.start()
     started = time.time()
-    acked, errors = write(args.dsn, args.table, args.count, args.seconds, args.interval)
+    acked, errors = write(args.dsn, args.table, args.count, args.seconds, args.interval, password)
     stop.set()
     if sampler is not None:
         sampler.join(timeout=10)

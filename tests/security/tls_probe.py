@@ -5,8 +5,9 @@ Input: {"host": ip, "port": n, "protocol": "postgres"|"tls", "ca": platform CA f
         "client_cert", "client_key": a client certificate of the platform CA on this host (or null)}
 Verdicts: plaintext (refused|accepted), platform_server_cert (verified|failed), foreign_root (rejected|accepted),
           platform_client (accepted|refused): the positive control, the platform's client certificate (or none when
-          the host has none) gets a protocol answer, foreign_client_cert (rejected|accepted|inconclusive):
-          "rejected" only on a TLS alert from the server, never on a timeout or a reset.
+          the host has none) gets a protocol answer, foreign_client_cert (rejected|closed|accepted|inconclusive):
+          "rejected" only on a TLS alert from the server; "closed" when it hung up without one (reset or EOF);
+          a timeout or anything else is "inconclusive".
 """
 import json
 import socket
@@ -116,6 +117,8 @@ def main():
         verdict = "accepted"
     elif detail.startswith("alert: "):
         verdict = "rejected"
+    elif ok and detail == "" or "ConnectionResetError" in detail or "EOF" in detail:
+        verdict = "closed"  # the server hung up without an alert: a refusal only with server-side evidence
     else:
         verdict = "inconclusive"
     out["foreign_client_cert"] = verdict

@@ -170,8 +170,9 @@ def test_role_without_write_grant_is_refused():
 
 
 def test_superuser_cannot_log_in_through_pgbouncer():
-    """auth_query (get_auth) returns no secret for a superuser: PgBouncer refuses it at authentication, with the
-    right password, while an ordinary role passes on the same path (same DSN shape, same database)."""
+    """PgBouncer's HBA rejects the admin/stats users over TCP (and auth_query's get_auth returns no secret for a
+    superuser behind that): refused with the right password, while an ordinary role passes on the same path
+    (same DSN shape, same database)."""
     def login(user):
         dsn = f"host=localhost port=6432 dbname=postgres user={user} sslmode=verify-full sslrootcert={CA} connect_timeout=10"
         return docker("exec", PROXY, "psql", "-XAtq", dsn, "-c", "SELECT current_user", check=False,
@@ -180,7 +181,7 @@ def test_superuser_cannot_log_in_through_pgbouncer():
     assert control.returncode == 0 and control.stdout.strip() == "app_rw", control.stderr
     res = login("postgres")
     assert res.returncode != 0, "a superuser logged in through PgBouncer"
-    assert re.search(r'FATAL:\s+(password|SASL) authentication failed for user "postgres"', res.stderr), res.stderr
+    assert re.search(r"FATAL:\s+login rejected$", res.stderr.strip()), res.stderr
 
 
 def test_pgbouncer_listener_is_tls_only():
@@ -215,7 +216,9 @@ def test_pgpool_socket_is_reachable_by_the_service_account_only():
 
 
 def test_failover_loses_no_acknowledged_write_and_rejoins():
-    bouncer_sql("CREATE TABLE IF NOT EXISTS ha_failover (n int NOT NULL, at timestamptz DEFAULT clock_timestamp())")
+    # a fresh table: rows of an earlier run would satisfy the row poll and the loss check without this run
+    bouncer_sql("DROP TABLE IF EXISTS ha_failover")
+    bouncer_sql("CREATE TABLE ha_failover (n int NOT NULL, at timestamptz DEFAULT clock_timestamp())")
     proc = start_writer("ha_failover", count=1500, seconds=90)
     wait_for_rows(proc, "ha_failover", 100)
     stopped_at = time.time()
@@ -296,7 +299,8 @@ def assert_pgpool_sees(primary, rejoined):
 def test_switchover_loses_no_write():
     current = primaries()
     target = "hc-mol-ha-pg1" if current != ["hc-mol-ha-pg1"] else "hc-mol-ha-pg2"
-    bouncer_sql("CREATE TABLE IF NOT EXISTS ha_switchover (n int NOT NULL)")
+    bouncer_sql("DROP TABLE IF EXISTS ha_switchover")
+    bouncer_sql("CREATE TABLE ha_switchover (n int NOT NULL)")
     proc = start_writer("ha_switchover", count=1000, seconds=90)
     wait_for_rows(proc, "ha_switchover", 50)
     playbook("switchover.yml", "-e", f"switchover_target={target}")
