@@ -82,10 +82,13 @@ def _run_module(molecule_inventory, module, args, *extra):
     ("hingecraft.enterprise_db.pg_column_encryption",
      {"table": "app.customers; DROP TABLE app.orders", "state": "status"},
      {"table": "app.customers", "state": "status"},
-     "table app.customers; DROP TABLE app.orders does not exist"),
+     "table: object name 'app.customers; DROP TABLE app.orders' has more than two dot-separated parts"),
     ("hingecraft.enterprise_db.pg_column_encryption",
-     {"table": "app.customers", "columns": [HOSTILE], "old_key_id": 1, "new_key_id": 2, "old_key": "a", "new_key": "b"},
-     {"table": "app.customers", "columns": ["email"], "old_key_id": 1, "new_key_id": 2, "old_key": "a", "new_key": "b"},
+     # keys longer than any word of the message: no_log masks every occurrence of a secret value in the output
+     {"table": "app.customers", "columns": [HOSTILE], "old_key_id": 1, "new_key_id": 2, "old_key": "old-key-0x5f3a",
+      "new_key": "new-key-0x9c1b"},
+     {"table": "app.customers", "columns": ["email"], "old_key_id": 1, "new_key_id": 2, "old_key": "old-key-0x5f3a",
+      "new_key": "new-key-0x9c1b"},
      f"column {HOSTILE!r} does not exist in app.customers"),
 ], ids=["tenant-id", "table-name", "column-name"])
 def test_hostile_module_inputs_are_data_not_code(pg, molecule_inventory, module, args, control, refusal):
