@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -95,11 +96,13 @@ def bench(args):
                 f"echo 'local all postgres peer' > {target}/pg_hba.conf; : > {target}/pg_ident.conf")
     sh(restore, f"/usr/lib/postgresql/17/bin/pg_ctl -D {target} -l {target}/log -t 600 start")
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
+    while True:
         ok = sh(restore, f"psql -XAtq -h {target} -p 5498 -d postgres -c 'SELECT NOT pg_is_in_recovery()'",
                 check=False)
         if ok == "t":
             break
+        if time.monotonic() > deadline:
+            raise SystemExit("restore drill: the restored cluster did not accept read-write connections in 600 s")
         time.sleep(0.5)
     ready_s = time.monotonic() - start
     rows = sh(restore, f"psql -XAtq -h {target} -p 5498 -d bench -c 'SELECT count(*) FROM pgbench_accounts'")
@@ -199,11 +202,27 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench" / "backup.json"))
     args = parser.parse_args()
     result = bench(args)
+    result["verdict"] = judge(result, args.scale)
     out = Path(args.out)
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".svg").write_text(svg(result))
     print(f"wrote {out} and {out.with_suffix('.svg')}")
+    for name, v in result["verdict"].items():
+        print(f"{'met    ' if v['met'] else 'NOT MET'} {name}: {v['value']} (expected {v['target']})")
+    return 0 if all(v["met"] for v in result["verdict"].values()) else 1
+
+
+def judge(result, scale):
+    """The safety figures: every row restored, no archive failure, the archive caught up after the load."""
+    arch = result["archive_under_load"]
+    rows = result["restore"]["pgbench_accounts_rows"]
+    return {
+        "restored pgbench_accounts rows": {"value": rows, "target": scale * 100000, "met": rows == scale * 100000},
+        "archive failures under load": {"value": arch["failed_count"], "target": 0, "met": arch["failed_count"] == 0},
+        "archive caught up after the load, s": {"value": arch["catch_up_after_load_s"], "target": "<= 300",
+                                                "met": arch["catch_up_after_load_s"] is not None},
+    }
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

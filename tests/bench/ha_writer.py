@@ -3,7 +3,7 @@
 Runs INSIDE the proxy container (python3-psycopg is there): it commits numbered rows through PgBouncer and, in
 a second thread, samples every backend's pg_is_in_recovery() as the admin role. Bounded by --count rows and
 --seconds wall time. Prints one JSON document: acknowledged row numbers with their commit times, errors, and
-the samples (time, nodes out of recovery).
+the samples (time, nodes out of recovery, errors per node that did not answer).
 """
 
 import argparse
@@ -17,9 +17,14 @@ from psycopg import sql
 
 
 def sample(nodes, admin, stop, out, period):
+    """One sample per period: [time, nodes out of recovery, {node: error} for the nodes that did not answer].
+
+    Errors are recorded, not swallowed: a sampler that cannot reach the nodes must not look like "no split
+    brain". Any exception (not only psycopg's) is kept for the node, so a broken sampler shows in the samples.
+    """
     while not stop.is_set():
         at = time.time()
-        primaries = []
+        primaries, failed = [], {}
         for node in nodes:
             try:
                 with psycopg.connect(
@@ -29,13 +34,14 @@ def sample(nodes, admin, stop, out, period):
                 ) as conn:
                     if not conn.execute(sql.SQL("SELECT pg_is_in_recovery()")).fetchone()[0]:
                         primaries.append(node)
-            except psycopg.Error:
-                pass
-        out.append([at, primaries])
+            except Exception as exc:  # noqa: BLE001 - every failure is evidence, recorded per node
+                text = str(exc).strip()
+                failed[node] = text.splitlines()[0] if text else type(exc).__name__
+        out.append([at, primaries, failed])
         stop.wait(period)
 
 
-def write(dsn, table, count, seconds, interval):
+def write(dsn, table, count, seconds, interval, password=None):
     acked, errors = [], []
     conn = None
     n = 1
@@ -44,7 +50,7 @@ def write(dsn, table, count, seconds, interval):
     while n <= count and time.monotonic() < deadline:
         try:
             if conn is None or conn.closed:
-                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2)
+                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2, password=password)
             conn.execute(insert, [n])
             acked.append([n, time.time()])
             n += 1
@@ -71,6 +77,10 @@ def main():
     ap.add_argument("--admin", default="postgres")
     ap.add_argument("--sample-period", type=float, default=0.5)
     args = ap.parse_args()
+    # The writer's password arrives as PGPASSWORD; libpq prefers that variable to any passfile, so left in the
+    # environment it would be sent as the admin's password by every sampler connection (and every sample would
+    # fail). It is taken out of the environment and given to the writer's connections only.
+    password = os.environ.pop("PGPASSWORD", None)
     samples, stop = [], threading.Event()
     sampler = None
     if args.nodes:
@@ -79,7 +89,7 @@ def main():
         )
         sampler.start()
     started = time.time()
-    acked, errors = write(args.dsn, args.table, args.count, args.seconds, args.interval)
+    acked, errors = write(args.dsn, args.table, args.count, args.seconds, args.interval, password)
     stop.set()
     if sampler is not None:
         sampler.join(timeout=10)

@@ -175,7 +175,14 @@ def main():
     print(json.dumps({k: results[k] for k in ("queries", "matview_refresh", "explain")}, indent=2))
     if not a.keep:
         sh(["docker", "rm", "-f", name], check=False)
+    # the claimed target (docs/bench/schema.md: p95 < 10 ms on every designed path) is judged, not just recorded
+    missed = sorted(k for k, ok in results["p95_under_10ms"].items() if not ok)
+    if not results["p95_under_10ms"] or missed:
+        log(f"NOT MET: p95 < 10 ms for {missed or 'no query measured'}")
+        return 1
+    log(f"met: p95 < 10 ms for all {len(results['p95_under_10ms'])} queries")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,11 +6,16 @@ primary reaches the repository (its WAL segment is archived) without appearing t
 Every command runs inside the lab's own containers (docker exec). The canary table is dropped afterwards."""
 
 import json
+import pathlib
 import secrets
 import subprocess
+import sys
 import time
 
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "helpers"))
+from testlib import require
 
 REPO = "hc-lab-backup1"
 PG_NODES = ["hc-lab-pg1", "hc-lab-pg2", "hc-lab-pg3"]
@@ -44,8 +49,7 @@ def _running(container):
 @pytest.fixture(scope="module")
 def lab():
     down = [c for c in [REPO, *PG_NODES] if not _running(c)]
-    if REPO in down or len(down) == len(PG_NODES):
-        pytest.skip(reason=f"lab containers not running: {', '.join(down)} (make lab)")
+    require(not (REPO in down or len(down) == len(PG_NODES)), f"lab containers not running: {', '.join(down)} (make lab)")
     primaries = [c for c in PG_NODES if c not in down and psql(c, "SELECT pg_is_in_recovery()") == "f"]
     assert len(primaries) == 1, primaries
     return primaries[0]

@@ -8,7 +8,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "security"))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
+from testlib import require
 from tls_audit import assert_listener_secure, inventory_listeners
 
 LISTENERS = inventory_listeners(str(ROOT / "inventories" / "lab" / "hosts.yml"))
@@ -22,6 +24,5 @@ def _running(container):
 @pytest.mark.parametrize("host, container, listener", LISTENERS,
                          ids=[f"{h}:{item['name']}:{item['port']}" for h, _unused, item in LISTENERS])
 def test_lab_listener_is_tls_only(host, container, listener):
-    if not _running(container):
-        pytest.skip(reason=f"lab container {container} is not running (make lab)")
+    require(_running(container), f"lab container {container} is not running (make lab)")
     assert_listener_secure(container, listener)

@@ -85,19 +85,23 @@ def test_check_apply_target_rollback(schema, dirs):
 
 
 def test_changed_checksum_and_bad_target_refused(schema, dirs):
-    sh(['docker', 'exec', '-u', 'postgres', CONTAINER, 'sh', '-c',
-        f'echo "-- edited after it was applied" >> {dirs["ok"]}/V1__create_members.sql'])
     before = catalog_snapshot()
-    edited, too_high, not_a_number = run_modules([
-        call('pg_migrate', mig(dirs['ok'])),
+    # the target beyond the files is refused on the untouched directory (so no earlier check fails first)
+    too_high, not_a_number = run_modules([
         call('pg_migrate', mig(dirs['ok'], target_version='9')),
         call('pg_migrate', mig(dirs['ok'], target_version='2; DROP TABLE it_pg_migrate.canary')),
     ])
-    assert edited['failed'] and 'checksum of applied migration V1__create_members.sql changed' in edited['msg']
-    assert too_high['failed'] and 'checksum of applied migration' in too_high['msg']
+    assert too_high['failed'] and too_high['msg'] == 'target_version 9 has no migration file (newest is V3)', too_high
     assert not_a_number['failed'] and 'target_version must be' in not_a_number['msg']
     assert catalog_snapshot() == before
-    copy_to_container(os.path.join(FILES, 'ok'), dirs['ok'])  # restore the original file
+    sh(['docker', 'exec', '-u', 'postgres', CONTAINER, 'sh', '-c',
+        f'echo "-- edited after it was applied" >> {dirs["ok"]}/V1__create_members.sql'])
+    try:
+        (edited,) = run_modules([call('pg_migrate', mig(dirs['ok']))])
+        assert edited['failed'] and 'checksum of applied migration V1__create_members.sql changed' in edited['msg']
+        assert catalog_snapshot() == before
+    finally:
+        copy_to_container(os.path.join(FILES, 'ok'), dirs['ok'])  # restore the original file
 
 
 def test_baseline_with_hostile_history_table(schema, dirs):

@@ -5,12 +5,17 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 import time
 
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
+sys.path.insert(0, str(PROJECT / "tests" / "helpers"))
+
+from testlib import container_running, require, run_playbook
+
 CONTAINER = os.environ.get("HC_SECURITY_CONTAINER", "hc-mol-security-pg1")
 CLIENT = "/usr/local/lib/hc-pgclient.py"
 PG_LOG = "/var/log/postgresql/postgresql-17-main.log"
@@ -114,12 +119,11 @@ class Log:
 @pytest.fixture(scope="session")
 def pg():
     secrets = _secrets_dir()
-    if secrets is None or not secrets.is_dir():
-        pytest.skip(reason="no scenario secrets: run through `molecule verify -s security` "
-                    "(or set HC_SECURITY_CONTAINER and HC_SECURITY_SECRETS)")
-    probe = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", CONTAINER], capture_output=True, text=True, check=False)
-    if probe.stdout.strip() != "true":
-        pytest.skip(reason=f"container {CONTAINER} is not running (create it with `molecule converge -s security`)")
+    require(secrets is not None and secrets.is_dir(),
+            "no scenario secrets: run through `molecule verify -s security` "
+            "(or set HC_SECURITY_CONTAINER and HC_SECURITY_SECRETS)")
+    require(container_running(CONTAINER),
+            f"container {CONTAINER} is not running (create it with `molecule converge -s security`)")
     dexec("sh", "-c", f"cat > {CLIENT}", stdin=(HERE / "pgclient.py").read_text())
     dexec("sh", "-c", FOREIGN_CA)
     return Pg(secrets)
@@ -133,14 +137,9 @@ def log():
 @pytest.fixture(scope="session")
 def molecule_inventory():
     eph = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    if not eph:
-        pytest.skip(reason="needs the Molecule inventory (MOLECULE_EPHEMERAL_DIRECTORY): run through molecule verify")
+    require(bool(eph), "needs the Molecule inventory (MOLECULE_EPHEMERAL_DIRECTORY): run through molecule verify")
     return str(pathlib.Path(eph) / "inventory")
 
 
-def ansible_playbook(inventory, playbook, *args, timeout=600):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(PROJECT / ".collections"), ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_NOCOLOR="1")
-    return subprocess.run([str(PROJECT / ".venv/bin/ansible-playbook"), "-i", inventory, str(playbook), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout, cwd=str(PROJECT), check=False)
+def ansible_playbook(inventory, playbook, *args, timeout=600, env=None):
+    return run_playbook(inventory, playbook, *args, timeout=timeout, check=False, env=env)

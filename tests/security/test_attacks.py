@@ -1,9 +1,11 @@
 """The attack suite: every attempt must fail, and leave a trace in the server log where auditing applies.
 Each test also runs the legitimate counterpart where one exists, so a failure cannot come from a broken setup."""
+import json
 import secrets as pysecrets
 import time
 
 import pytest
+from conftest import dexec
 
 KEY_SET = "SELECT set_config('hc_keys.k' || %s::text, %s, true), set_config('hc_keys.current', %s::text, true)"
 
@@ -55,13 +57,59 @@ def test_superuser_is_only_the_administration_account(pg):
     assert pg.sql("SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY 1") == [["postgres"]]
 
 
+ROLE_LIMITS = {"app_rw_login": 100, "app_ro_login": 50, "bi_reader_login": 10, "etl": 5, "auditor_login": 3,
+               "monitoring": 3}
+
+
 def test_roles_have_connection_limits_and_timeouts(pg):
     rows = {r[0]: r[1:] for r in pg.sql(
-        "SELECT rolname, rolconnlimit, rolconfig FROM pg_roles WHERE rolname = ANY(%s)",
-        (["app_rw_login", "app_ro_login", "bi_reader_login", "etl", "auditor_login", "monitoring"],))}
-    assert rows["app_rw_login"][0] == 100 and "statement_timeout=30s" in rows["app_rw_login"][1]
+        "SELECT rolname, rolconnlimit, rolconfig FROM pg_roles WHERE rolname = ANY(%s)", (sorted(ROLE_LIMITS),))}
+    assert set(rows) == set(ROLE_LIMITS), f"roles missing: {sorted(set(ROLE_LIMITS) - set(rows))}"
+    assert {name: limit for name, (limit, _unused) in rows.items()} == ROLE_LIMITS
+    assert "statement_timeout=30s" in rows["app_rw_login"][1]
     assert "default_transaction_read_only=on" in rows["app_ro_login"][1]
-    assert all(limit > 0 for limit, _unused in rows.values())
+
+
+def test_statement_timeout_cancels_a_long_statement(pg):
+    """monitoring has statement_timeout=10s: a 12 s sleep is cancelled with 57014; a 1 s sleep (control) runs."""
+    assert pg.ok("monitoring", [("SELECT current_setting('statement_timeout') FROM pg_sleep(1)",)],
+                 dbname="postgres") == [[["10s"]]]
+    res = pg.run("monitoring", [("SELECT pg_sleep(12)",)], dbname="postgres", timeout=60)
+    assert not res["ok"] and res["sqlstate"] == "57014", res
+    assert "canceling statement due to statement timeout" in res["error"], res
+    assert 9.5 <= res["seconds"] < 12, res
+
+
+HOLD_SESSIONS = r"""
+import json, sys, psycopg
+req = json.load(sys.stdin)
+conns, out = [], []
+try:
+    for _i in range(req["n"]):
+        try:
+            conns.append(psycopg.connect(**req["conn"]))
+            out.append({"ok": True})
+        except psycopg.Error as exc:
+            out.append({"ok": False, "sqlstate": exc.sqlstate, "error": str(exc)})
+finally:
+    for c in conns:
+        c.close()
+print(json.dumps(out))
+"""
+
+
+def test_connection_limit_refuses_one_session_too_many(pg):
+    """monitoring has CONNECTION LIMIT 3: three sessions open at once, the fourth is refused (53300)."""
+    conn = {"user": "monitoring", "dbname": "postgres", "password": pg.password("monitoring"), "host": pg.ip,
+            "port": 5432, "sslmode": "verify-full", "sslrootcert": "/etc/hingecraft/pki/client/ca.crt",
+            "sslcert": "/etc/hingecraft/pki/client/client.crt", "sslkey": "/etc/hingecraft/pki/client/client.key",
+            "connect_timeout": 10}
+    res = dexec("python3", "-c", HOLD_SESSIONS, stdin=json.dumps({"n": ROLE_LIMITS["monitoring"] + 1, "conn": conn}))
+    out = json.loads(res.stdout)
+    assert [o["ok"] for o in out] == [True, True, True, False], out
+    # a refused connection carries no SQLSTATE in psycopg (no result to read it from): the server's message for
+    # 53300 (too_many_connections, the role's limit) is what identifies the refusal
+    assert 'FATAL:  too many connections for role "monitoring"' in out[-1]["error"], out
 
 
 def test_public_has_no_rights_on_any_database_and_schema_public(pg):
@@ -89,8 +137,14 @@ def test_default_privileges_cover_tables_created_later_and_ddl_is_audited(pg, lo
     pg.ok("admin_login", [("SET ROLE admin",), (f"CREATE TABLE app.{name} (id int)",),
                           (f"INSERT INTO app.{name} VALUES (1)",)])
     assert pg.ok("app_ro_login", [(f"SELECT count(*) FROM app.{name}",)]) == [[[1]]]
+    # app_ro may not delete: refused by the read-only default (25006) and, in a read-write transaction, by the
+    # missing privilege (42501); etl (granted DELETE) runs the same statement (control, rolled back)
     res = pg.run("app_ro_login", [(f"DELETE FROM app.{name}",)])
-    assert not res["ok"]
+    assert not res["ok"] and res["sqlstate"] == "25006", res
+    res = pg.run("app_ro_login", [("SET TRANSACTION READ WRITE",), (f"DELETE FROM app.{name}",)])
+    assert not res["ok"] and res["sqlstate"] == "42501", res
+    assert f"permission denied for table {name}" in res["error"], res
+    assert pg.ok("etl", [(f"DELETE FROM app.{name} RETURNING id",), ("ROLLBACK",)])[0] == [[1]]
     res = pg.run("etl", [(f"DROP TABLE app.{name}",)])
     assert not res["ok"] and res["sqlstate"] == "42501", res
     text = log.wait_for(mark, f"app.{name}")
@@ -199,9 +253,20 @@ def test_audit_table_is_unreadable_by_application_roles(pg, log):
                                  "TRUNCATE audit.log", "DROP TABLE audit.log",
                                  "INSERT INTO audit.log (table_schema, table_name, operation) VALUES ('app', 'x', 'DELETE')"])
 def test_audit_rows_cannot_be_tampered_with(pg, role, sql):
+    """Only a missing privilege counts as a refusal (42501 'permission denied' / 'must be owner'): the statement
+    is valid (the owner runs it with triggers off, rolled back: no 42703), a read-only default is lifted first
+    (SET TRANSACTION READ WRITE: no 25006), and the append-only trigger stops even the owner."""
     before = pg.sql("SELECT count(*) FROM audit.log")[0][0]
-    res = pg.run(role, [(sql,)])
-    assert not res["ok"] and res["sqlstate"] in ("42501", "42703", "25006"), (role, sql, res)
+    control = pg.run("postgres", [("SET LOCAL session_replication_role = replica",), (sql,), ("ROLLBACK",)])
+    assert control["ok"], (sql, control)
+    op = sql.split()[0]
+    if op in ("UPDATE", "DELETE", "TRUNCATE"):
+        owner = pg.run("postgres", [(sql,), ("ROLLBACK",)])
+        assert not owner["ok"] and owner["sqlstate"] == "42501", owner
+        assert f"audit trail audit.log is append-only: {op} refused" in owner["error"], owner
+    res = pg.run(role, [("SET TRANSACTION READ WRITE",), (sql,)])
+    assert not res["ok"] and res["sqlstate"] == "42501", (role, sql, res)
+    assert "permission denied" in res["error"] or "must be owner" in res["error"], res
     assert pg.sql("SELECT count(*) FROM audit.log")[0][0] == before
 
 

@@ -9,15 +9,21 @@ import pathlib
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
+sys.path.insert(0, str(PROJECT / "tests" / "helpers"))
+
+from testlib import require
+
 NAME = "hc-sec-fscrypt"
 IMAGE = "hingecraft/debian13-systemd:latest"
 MARKER = "HC-PLAINTEXT-" + secrets.token_hex(8)
+CONTROL = "HC-CONTROL-" + secrets.token_hex(8)
 
 
 def run(*args, check=True, **kw):
@@ -39,8 +45,7 @@ def _why_not():
 @pytest.fixture(scope="module")
 def box():
     reason = _why_not()
-    if reason:
-        pytest.skip(reason)
+    require(reason is None, reason or "")
     run("docker", "rm", "-f", NAME, check=False)
     work = pathlib.Path(tempfile.mkdtemp(prefix="hc-sec-fscrypt-"))
     img = work / "disk.img"
@@ -89,6 +94,10 @@ def test_role_encrypts_and_is_idempotent(box):
 
 
 def test_locked_directory_hides_names_and_contents(box):
+    # positive control: the same marker scheme written unencrypted on the same filesystem IS found in the image,
+    # so "not found" below means encrypted, not "the scan cannot see the filesystem's data"
+    dexec("sh", "-c", f"echo {CONTROL} > /srv/pgcrypt/{CONTROL}.txt && sync")
+    assert CONTROL.encode() in box["img"].read_bytes(), "the unencrypted control marker is not in the image"
     dexec("sh", "-c", f"echo {MARKER} > /srv/pgcrypt/postgresql/{MARKER}.txt && sync")
     dexec("fscrypt", "lock", "/srv/pgcrypt/postgresql")
     listing = dexec("ls", "/srv/pgcrypt/postgresql").stdout

@@ -52,13 +52,8 @@ def test_hostile_role_name_is_rejected_in_preflight(pg, molecule_inventory):
     assert _orders_exists(pg)
 
 
-@pytest.mark.parametrize("module, args", [
-    ("hingecraft.enterprise_db.pg_tenant", {"tables": ["app.orders"], "tenants": [{"id": "x'); DROP TABLE app.orders; --"}]}),
-    ("hingecraft.enterprise_db.pg_column_encryption", {"table": "app.customers; DROP TABLE app.orders", "state": "status"}),
-    ("hingecraft.enterprise_db.pg_column_encryption", {"table": "app.customers", "columns": [HOSTILE], "old_key_id": 1,
-                                                       "new_key_id": 2, "old_key": "a", "new_key": "b"}),
-])
-def test_hostile_module_inputs_are_data_not_code(pg, molecule_inventory, module, args):
+def _run_module(molecule_inventory, module, args, *extra):
+    """One task calling `module` with `args` on the postgresql group; returns (process, failure messages)."""
     args = dict(args, db="appdb", login_unix_socket="/var/run/postgresql")
     play = [{"name": "hostile input", "hosts": "postgresql", "gather_facts": False, "become": True,
              "tasks": [{"name": "call", module: args, "become_user": "postgres"}]}]
@@ -66,11 +61,45 @@ def test_hostile_module_inputs_are_data_not_code(pg, molecule_inventory, module,
     with os.fdopen(fd, "w") as fh:
         json.dump(play, fh)
     try:
-        res = ansible_playbook(molecule_inventory, path)
+        res = ansible_playbook(molecule_inventory, path, *extra, env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
     finally:
         os.unlink(path)
+    msgs = []
+    for line in res.stdout.splitlines():
+        if "FAILED! => " in line:
+            try:
+                msgs.append(json.loads(line.split("FAILED! => ", 1)[1]).get("msg", ""))
+            except ValueError:
+                msgs.append(line)
+    return res, msgs
+
+
+@pytest.mark.parametrize("module, args, control, refusal", [
+    ("hingecraft.enterprise_db.pg_tenant",
+     {"tables": ["app.orders"], "tenants": [{"id": "x'); DROP TABLE app.orders; --"}]},
+     {"tables": ["app.orders"], "tenants": [{"id": "acme"}]},
+     "tenants: invalid tenant id \"x'); DROP TABLE app.orders; --\""),
+    ("hingecraft.enterprise_db.pg_column_encryption",
+     {"table": "app.customers; DROP TABLE app.orders", "state": "status"},
+     {"table": "app.customers", "state": "status"},
+     "table: object name 'app.customers; DROP TABLE app.orders' has more than two dot-separated parts"),
+    ("hingecraft.enterprise_db.pg_column_encryption",
+     # keys longer than any word of the message: no_log masks every occurrence of a secret value in the output
+     {"table": "app.customers", "columns": [HOSTILE], "old_key_id": 1, "new_key_id": 2, "old_key": "old-key-0x5f3a",
+      "new_key": "new-key-0x9c1b"},
+     {"table": "app.customers", "columns": ["email"], "old_key_id": 1, "new_key_id": 2, "old_key": "old-key-0x5f3a",
+      "new_key": "new-key-0x9c1b"},
+     f"column {HOSTILE!r} does not exist in app.customers"),
+], ids=["tenant-id", "table-name", "column-name"])
+def test_hostile_module_inputs_are_data_not_code(pg, molecule_inventory, module, args, control, refusal):
+    """The hostile value is refused by the module's own check, with the message naming it (no SQL error, no
+    other failure); the same call with a legitimate value passes (check mode: nothing changes)."""
+    res, msgs = _run_module(molecule_inventory, module, control, "--check")
+    assert res.returncode == 0 and not msgs, (msgs, res.stdout[-3000:])
+    res, msgs = _run_module(molecule_inventory, module, args)
     assert res.returncode != 0, res.stdout
     assert "failed=1" in res.stdout
+    assert len(msgs) == 1 and refusal in msgs[0], (refusal, msgs, res.stdout[-3000:])
     assert _orders_exists(pg)
 
 

@@ -1,7 +1,9 @@
 """TLS audit of every listener named in the scenario inventory (security_tls_listeners): plaintext refused,
 the server's certificate verifies against the platform CA and not against a foreign one, and a client
-certificate from a foreign CA is rejected."""
+certificate from a foreign CA is rejected, while the platform's own client certificate gets in (positive control).
+Under CI or Molecule an empty listener list is a failure (test_listeners_are_listed), not a silent skip."""
 import pytest
+from testlib import require
 from tls_audit import assert_listener_secure, inventory_listeners
 
 
@@ -14,6 +16,11 @@ def _listeners():
 
 
 LISTENERS = _listeners()
+
+
+def test_listeners_are_listed():
+    require(bool(LISTENERS), "no security_tls_listeners in the Molecule inventory "
+                             "(run through `molecule verify -s security`)")
 
 
 @pytest.mark.skipif(not LISTENERS, reason="no security_tls_listeners in the Molecule inventory "

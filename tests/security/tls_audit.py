@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import subprocess
+import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
@@ -16,6 +17,15 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=a
   -out client.csr 2>/dev/null
 openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -out client.crt 2>/dev/null
 echo "$d"
+"""
+
+
+# A client certificate of the listener's CA on the host (the platform's own client identity), for the positive
+# control: <pki>/<name>/client.crt with its client.key, verified for client use against the listener's CA.
+PLATFORM_CLIENT = r"""for c in /etc/hingecraft/pki/*/client.crt; do
+  [ -r "$c" ] && [ -r "${c%client.crt}client.key" ] || continue
+  openssl verify -purpose sslclient -CAfile "$1" "$c" >/dev/null 2>&1 && { echo "$c"; exit 0; }
+done; exit 0
 """
 
 
@@ -54,17 +64,40 @@ def probe(container, listener):
     foreign = dexec("sh", "-c", FOREIGN_CA).strip()
     try:
         dexec("sh", "-c", "cat > /tmp/hc-tls-probe.py", stdin=(HERE / "tls_probe.py").read_text())
+        cert = dexec("sh", "-c", PLATFORM_CLIENT, "find-client", listener["ca"]).strip()
         req = {"host": container_ip(container), "port": int(listener["port"]), "protocol": listener["protocol"],
-               "ca": listener["ca"], "foreign_dir": foreign}
+               "ca": listener["ca"], "foreign_dir": foreign, "client_cert": cert or None,
+               "client_key": cert[:-len("client.crt")] + "client.key" if cert else None}
         return json.loads(dexec("python3", "/tmp/hc-tls-probe.py", stdin=json.dumps(req)))
     finally:
         dexec("rm", "-rf", foreign, "/tmp/hc-tls-probe.py")
 
 
+# Servers that refuse a bad client certificate by closing the connection without a TLS alert (PgBouncer's libusual
+# TLS: "TLS handshake error: ... certificate verify failed" in its journal, then a reset). For them a "closed"
+# verdict counts only with that line in the server's log since the probe started.
+CLOSE_EVIDENCE = {"pgbouncer": ("pgbouncer", "certificate verify failed")}
+
+
+def _journal_since(container, unit, since):
+    return subprocess.run(["docker", "exec", container, "journalctl", "-u", unit, "--since", f"@{int(since)}",
+                           "--no-pager", "-o", "cat"], capture_output=True, text=True, timeout=60, check=True).stdout
+
+
 def assert_listener_secure(container, listener):
+    started = time.time() - 1
     verdict = probe(container, listener)
+    # positive control first: the platform's own client (its client certificate, or none where the host has none)
+    # gets a protocol answer, so a listener that refuses every client cannot pass the refusals below
+    assert verdict["platform_client"] == "accepted", verdict
     assert verdict["plaintext"] == "refused", verdict
     assert verdict["platform_server_cert"] == "verified", verdict
     assert verdict["foreign_root"] == "rejected", verdict
-    assert verdict["foreign_client_cert"] == "rejected", verdict
+    evidence = CLOSE_EVIDENCE.get(listener["name"])
+    if evidence and verdict["foreign_client_cert"] == "closed":
+        unit, line = evidence
+        why = f"{listener['name']} closed the connection but its journal has no '{line}'"
+        assert line in _journal_since(container, unit, started), (why, verdict)
+    else:
+        assert verdict["foreign_client_cert"] == "rejected", verdict
     return verdict

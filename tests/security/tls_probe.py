@@ -1,9 +1,13 @@
 """TLS probe, run INSIDE a platform container (python3 stdlib only): JSON on stdin, JSON verdicts on stdout.
 
 Input: {"host": ip, "port": n, "protocol": "postgres"|"tls", "ca": platform CA file,
-        "foreign_dir": dir with ca.crt, client.crt, client.key from a foreign CA}
-Verdicts: plaintext (refused|accepted), foreign_client_cert (rejected|accepted),
-          platform_server_cert (verified|failed), foreign_root (rejected|accepted).
+        "foreign_dir": dir with ca.crt, client.crt, client.key from a foreign CA,
+        "client_cert", "client_key": a client certificate of the platform CA on this host (or null)}
+Verdicts: plaintext (refused|accepted), platform_server_cert (verified|failed), foreign_root (rejected|accepted),
+          platform_client (accepted|refused): the positive control, the platform's client certificate (or none when
+          the host has none) gets a protocol answer, foreign_client_cert (rejected|closed|accepted|inconclusive):
+          "rejected" only on a TLS alert from the server; "closed" when it hung up without one (reset or EOF);
+          a timeout or anything else is "inconclusive".
 """
 import json
 import socket
@@ -25,12 +29,19 @@ def ssl_request(sock):
     return sock.recv(1)
 
 
+class Alert(Exception):
+    """The server answered with a TLS alert (certificate refused)."""
+
+
 def read_answer(sock):
-    """First byte of the server's answer to a startup message: b'R' (auth), b'E' (error) or b'' (closed)."""
+    """First byte of the server's answer to a startup message: b'R' (auth), b'E' (error) or b'' (closed).
+    A TLS alert from the server raises Alert; other errors (timeout, reset) propagate as they are."""
     try:
         return sock.recv(1)
-    except (ssl.SSLError, OSError):
-        return b""
+    except ssl.SSLError as exc:
+        if "ALERT" in str(exc).upper():
+            raise Alert(str(exc)) from exc
+        raise
 
 
 def plaintext(req):
@@ -72,7 +83,11 @@ def tls_session(req, cafile, cert=None, key=None):
             return True, answer.decode("latin-1")
         finally:
             tls.close()
-    except (ssl.SSLError, OSError) as exc:
+    except Alert as exc:
+        return False, f"alert: {exc}"
+    except ssl.SSLError as exc:
+        return False, ("alert: " if "ALERT" in str(exc).upper() else "SSLError: ") + str(exc)
+    except OSError as exc:
         return False, f"{type(exc).__name__}: {exc}"
     finally:
         sock.close()
@@ -87,14 +102,26 @@ def main():
     out["platform_server_cert_detail"] = detail
     ok, detail = tls_session(req, f"{foreign}/ca.crt")
     out["foreign_root"] = "accepted" if ok else "rejected"
+    def protocol_answer(ok, detail):
+        # postgres: an authentication request or an error message; tls: any bytes back
+        return ok and (detail in ("R", "E") if req["protocol"] == "postgres" else detail != "")
+
+    ok, detail = tls_session(req, req["ca"], req.get("client_cert"), req.get("client_key"))
+    out["platform_client"] = "accepted" if protocol_answer(ok, detail) else "refused"
+    out["platform_client_detail"] = detail
+    out["platform_client_cert"] = req.get("client_cert")
     ok, detail = tls_session(req, req["ca"], f"{foreign}/client.crt", f"{foreign}/client.key")
-    # the handshake may complete on the client side before the server's verdict arrives: an answer that is
-    # not an authentication request ('R') means the server refused the certificate
-    if req["protocol"] == "postgres":
-        accepted = ok and detail == "R"
+    # the handshake may complete on the client side before the server's verdict arrives (TLS 1.3): the alert then
+    # comes with the first read. Only an alert counts as a rejection; an answer means accepted.
+    if protocol_answer(ok, detail):
+        verdict = "accepted"
+    elif detail.startswith("alert: "):
+        verdict = "rejected"
+    elif ok and detail == "" or "ConnectionResetError" in detail or "EOF" in detail:
+        verdict = "closed"  # the server hung up without an alert: a refusal only with server-side evidence
     else:
-        accepted = ok and detail != ""
-    out["foreign_client_cert"] = "accepted" if accepted else "rejected"
+        verdict = "inconclusive"
+    out["foreign_client_cert"] = verdict
     out["foreign_client_cert_detail"] = detail
     print(json.dumps(out))
 

@@ -61,12 +61,36 @@ def test_client_subject_is_identity(host):
     assert "CN=hc_client" in subject
 
 
+# Every regular file on the host (tmpfs included, /proc /sys /dev pruned) holding a PEM private key, with the
+# SHA-256 of its public key; the CA certificate's public key hash on the first line.
+KEY_SCAN = r"""set -eu
+ca=$(openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
+echo "CA $ca"
+find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o -type f -size -256k -print0 2>/dev/null \
+  | xargs -0 -r grep -lIZ -e '-----BEGIN .*PRIVATE KEY-----' 2>/dev/null \
+  | while IFS= read -r -d '' f; do
+      h=$(openssl pkey -in "$f" -pubout -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1) || continue
+      echo "KEY $h $f"
+    done
+"""
+
+
 def test_ca_key_stays_on_controller(host):
+    """No private key anywhere on the host (any name, any filesystem, tmpfs too) matches the CA's public key.
+    Positive control: the scan finds websvc's server key and matches it to websvc's certificate."""
     assert os.path.exists(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "pki", "ca.key"))
-    found = host.check_output("find / -xdev -name ca.key -print 2>/dev/null | head -n 5")
-    assert found == ""
     mode = os.stat(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "pki", "ca.key")).st_mode & 0o777
     assert mode == 0o600
+    out = host.check_output("timeout 300 bash -c %s scan %s", KEY_SCAN, f"{BASE}/websvc/ca.crt")
+    lines = out.splitlines()
+    ca = lines[0].split()[1]
+    keys = {line.split(" ", 2)[2]: line.split(" ", 2)[1] for line in lines[1:] if line.startswith("KEY ")}
+    server = host.check_output(f"openssl x509 -in {BASE}/websvc/server.crt -noout -pubkey | "
+                               "openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1")
+    assert keys.get(f"{BASE}/websvc/server.key") == server, keys
+    matching = [path for path, h in keys.items() if h == ca]
+    assert not matching, f"the CA private key is on the host: {matching}"
+    assert len(ca) == 64 and ca not in (server,)
 
 
 def _serial(host):
