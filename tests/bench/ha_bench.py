@@ -321,6 +321,7 @@ def main():
         trial["loadavg_1m"] = round(load, 2)
         trials.append(trial)
     rtos = [t["rto_s"] for t in trials if t["mode"] == "sync" and t["rto_s"] is not None]
+
     def total(key, mode=None):
         """Sum over the trials, or None when any counted trial failed (its figure is unknown)."""
         vals = [t[key] for t in trials if mode is None or t["mode"] == mode]

@@ -102,6 +102,7 @@ def main():
     out["platform_server_cert_detail"] = detail
     ok, detail = tls_session(req, f"{foreign}/ca.crt")
     out["foreign_root"] = "accepted" if ok else "rejected"
+
     def protocol_answer(ok, detail):
         # postgres: an authentication request or an error message; tls: any bytes back
         return ok and (detail in ("R", "E") if req["protocol"] == "postgres" else detail != "")

@@ -117,7 +117,7 @@ def scratch_db(host):
     [
         # preloaded: a statement run just before is recorded (normalised: the constant becomes $1)
         ("pg_stat_statements", ("SELECT 4242 AS hc_pgss_probe; "
-                               "SELECT count(*) = 1 FROM pg_stat_statements WHERE query LIKE '%AS hc_pgss_probe'")),
+                                "SELECT count(*) = 1 FROM pg_stat_statements WHERE query LIKE '%AS hc_pgss_probe'")),
         ("pgaudit", "SELECT current_setting('pgaudit.log') = 'ddl,role'"),
         ("timescaledb", ("CREATE TABLE m(t timestamptz NOT NULL, v int); "
                          "SELECT create_hypertable('m', 't') IS NOT NULL; DROP TABLE m")),
@@ -127,7 +127,7 @@ def scratch_db(host):
         ("pg_partman", "SELECT count(*) > 0 FROM pg_proc WHERE proname = 'create_parent'"),
         # not in shared_preload_libraries here: the extension's function exists with its documented columns
         ("pg_qualstats", ("SELECT 'qualid' = ANY(proargnames) AND 'occurences' = ANY(proargnames) "
-                         "FROM pg_proc WHERE proname = 'pg_qualstats'")),
+                          "FROM pg_proc WHERE proname = 'pg_qualstats'")),
         ("pg_trgm", "SELECT similarity('hingecraft', 'hingecraf') > 0.5"),
     ],
 )

@@ -254,9 +254,11 @@ def keeper_decide(nodes, states, streaming, timelines):
         if n["status"] != "down" or states.get(node_id) is None:
             continue
         in_recovery = states[node_id][0]
-        if in_recovery and attached_primary and n.get("application_name") in streaming or (not in_recovery and not attached_primary and live_primaries == [node_id]
-              and timelines.get(node_id) is not None
-              and timelines[node_id] >= max(t for t in timelines.values() if t is not None)):
+        healthy_standby = in_recovery and attached_primary and n.get("application_name") in streaming
+        newest = max((t for t in timelines.values() if t is not None), default=None)
+        only_primary = (not in_recovery and not attached_primary and live_primaries == [node_id]
+                        and timelines.get(node_id) is not None and timelines[node_id] >= newest)
+        if healthy_standby or only_primary:
             attach.append(node_id)
     return attach
 
