@@ -33,17 +33,23 @@ def converge_in_check_mode(scenario: str, timeout: int = 900) -> tuple[dict[str,
         capture_output=True, text=True, env=env, timeout=timeout, check=False,
     )
     out = res.stdout + res.stderr
+    recap = parse_recap(res.stdout)
+    assert recap, f"no PLAY RECAP in the check-mode run (rc {res.returncode}):\n{out[-4000:]}"
+    return recap, out
+
+
+def parse_recap(stdout: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of an ansible-playbook output as {host: {ok, changed, failed, ...}}."""
     recap: dict[str, dict[str, int]] = {}
     in_recap = False
-    for line in res.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("PLAY RECAP"):
             in_recap = True
             continue
         m = RECAP.match(line.strip()) if in_recap else None
         if m:
             recap[m["host"]] = {k: int(v) for k, v in (kv.split("=") for kv in m["counts"].split())}
-    assert recap, f"no PLAY RECAP in the check-mode run (rc {res.returncode}):\n{out[-4000:]}"
-    return recap, out
+    return recap
 
 
 def changed_tasks(output: str) -> list[str]:

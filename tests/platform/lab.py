@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import subprocess
+import sys
 import time
 
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+
+from molecule_check import changed_tasks, parse_recap
+
+__all__ = ["changed_tasks"]
 INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
 SECRETS = ROOT / ".lab" / "secrets"
 CA = ROOT / ".lab" / "pki" / "ca.crt"
 NETWORK = "hingecraft-lab"
-RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 
 
 def _hosts():
@@ -151,25 +155,7 @@ def playbook(name: str, *extra: str, timeout: float = 1800) -> tuple[int, dict, 
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PY_COLORS="0")
     res = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(ROOT / "playbooks" / name), *extra],
                          capture_output=True, text=True, env=env, timeout=timeout, check=False, cwd=ROOT)
-    recap, in_recap = {}, False
-    for line in res.stdout.splitlines():
-        if line.startswith("PLAY RECAP"):
-            in_recap = True
-            continue
-        m = RECAP.match(line.strip()) if in_recap else None
-        if m:
-            recap[m["host"]] = {k: int(v) for k, v in (kv.split("=") for kv in m["counts"].split())}
-    return res.returncode, recap, res.stdout + res.stderr
-
-
-def changed_tasks(output: str) -> list[str]:
-    names, current = [], None
-    for line in output.splitlines():
-        if line.startswith("TASK ["):
-            current = line[6:line.rfind("]")]
-        elif line.startswith("changed:") and current:
-            names.append(current)
-    return names
+    return res.returncode, parse_recap(res.stdout), res.stdout + res.stderr
 
 
 def container_ip(container: str) -> str:

@@ -5,24 +5,12 @@ file or service task can run, only argument-spec validation and the preflight as
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-
-from testlib import require
+from ansible_run import ROOT, run_playbook
 
 PLAYBOOK = ROOT / "tests" / "unit" / "playbooks" / "role_preflight.yml"
-ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=str(ROOT / ".venv" / "bin")) or shutil.which(
-    "ansible-playbook"
-)
 
 PG_OK = {
     "postgresql_superuser_password": "x" * 20,
@@ -37,29 +25,8 @@ PKI_OK = {"pki_ca_dir": "/nonexistent/controller/pki", "pki_server_certs": [{"na
 
 
 def run(role, extra):
-    require(ANSIBLE_PLAYBOOK is not None, "ansible-playbook not found (run make venv)")
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-    )
-    cmd = [
-        ANSIBLE_PLAYBOOK,
-        "-i",
-        "localhost,",
-        str(PLAYBOOK),
-        "--check",
-        "--tags",
-        f"{role}_preflight",
-        "-e",
-        json.dumps({"hc_role": role, **extra}),
-    ]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    return res.returncode, res.stdout + res.stderr
+    return run_playbook(PLAYBOOK, "--check", "--tags", f"{role}_preflight", extra_vars={"hc_role": role, **extra},
+                        env_extra={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
 
 
 FAILED_LINE = re.compile(r"^(?:fatal|failed): \[[^\]]+\]:?(?: \(item=.*?\))?:?(?: FAILED!)? => (?P<result>\{.*\})$")
