@@ -105,6 +105,10 @@ e2e: venv ## Against a running lab (make lab): TLS audit of every listener liste
 platform: lab ## Platform acceptance suite: make lab, then writes, the fault matrix, runbooks, a second site.yml -> docs/bench/platform.json
 	$(BIN)/pytest -q -p no:cacheprovider tests/platform
 
+.PHONY: bench-platform
+bench-platform: venv ## Against a running lab (make lab): the fault matrix with HC_PLATFORM_TRIALS (5) trials of each primary fault -> docs/bench/platform.json
+	HC_PLATFORM_TRIALS=$${HC_PLATFORM_TRIALS:-5} $(BIN)/pytest -q -p no:cacheprovider tests/platform -k "pooler or one_primary or fault"
+
 .PHONY: test
 test: lint unit integration molecule platform ## Everything CI runs
 

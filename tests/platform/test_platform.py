@@ -14,6 +14,7 @@ blocked past BLOCK_BOUND.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -133,8 +134,13 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_fault_under_transfer_load(fault, results):
+# `make test` runs every fault once; `make bench-platform` repeats the primary faults (HC_PLATFORM_TRIALS).
+TRIALS = int(os.environ.get("HC_PLATFORM_TRIALS", "1"))
+CASES = [(f, t) for f in FAULTS for t in range(1, (TRIALS if f.startswith("primary_") else 1) + 1)]
+
+
+@pytest.mark.parametrize("fault, trial", CASES, ids=[f"{f}-{t}" for f, t in CASES])
+def test_fault_under_transfer_load(fault, trial, results):
     ok, desc = lab.healthy()
     assert ok, f"the platform is not healthy before {fault}: {desc}"
     total_before, _ids = workload.total_and_ids(DSN, _pw())
@@ -172,8 +178,9 @@ def test_fault_under_transfer_load(fault, results):
         # from the heal (or, for faults that need none, from the fault) until healthy() held
         "seconds_to_healthy_after_heal": round(healthy_at - (heal_at or fault_at), 1),
         "old_primary": primary,
+        "trial": trial,
     }
-    results.setdefault("faults", {})[fault] = record
+    results.setdefault("faults", {}).setdefault(fault, []).append(record)
     print(f"{fault}: {record}")
     assert total_after == total_before, f"balances changed: {total_before} -> {total_after}"
     assert not lost, f"{len(lost)} acknowledged transfers missing after {fault}: {lost[:5]}"
@@ -182,14 +189,30 @@ def test_fault_under_transfer_load(fault, results):
 
 
 def test_fault_matrix_summary(results):
+    """Per fault over its trials: median and worst write gap, losses, blocked requests, time to heal; judged
+    against the targets (write gap median <= 5 s after SIGKILL of the primary, <= 15 s after a partition; heal
+    within 60 s). Recorded, not asserted: speed is judged by the figures, safety by the tests above."""
     faults = results.get("faults", {})
     assert set(faults) == set(FAULTS), f"faults without a result: {sorted(set(FAULTS) - set(faults))}"
-    results["summary"] = {
-        "write_gap_median_s": statistics.median(f["longest_write_gap_s"] for f in faults.values()),
-        "acknowledged_lost_total": sum(f["acknowledged_lost"] for f in faults.values()),
-        "blocked_total": sum(f["requests_blocked_past_bound"] for f in faults.values()),
-        "heal_target_60s_met": all(f["seconds_to_healthy_after_heal"] <= 60 for f in faults.values()),
+    summary = {}
+    for name, trials in faults.items():
+        gaps = [t["longest_write_gap_s"] for t in trials]
+        summary[name] = {
+            "trials": len(trials),
+            "write_gap_median_s": statistics.median(gaps),
+            "write_gap_max_s": max(gaps),
+            "acknowledged_lost": sum(t["acknowledged_lost"] for t in trials),
+            "in_doubt": sum(t["in_doubt"] for t in trials),
+            "blocked": sum(t["requests_blocked_past_bound"] for t in trials),
+            "heal_max_s": max(t["seconds_to_healthy_after_heal"] for t in trials),
+        }
+    targets = {"primary_sigkill": 5.0, "primary_partition": 15.0}
+    summary["targets"] = {
+        **{f"{f}_write_gap_median_le_{v:g}s": summary[f]["write_gap_median_s"] <= v for f, v in targets.items()},
+        "heal_within_60s": all(s["heal_max_s"] <= 60 for k, s in summary.items() if k in faults),
+        "no_acknowledged_loss": all(s["acknowledged_lost"] == 0 for k, s in summary.items() if k in faults),
     }
+    results["summary"] = summary
 
 
 # --- the runbooks on the same lab ----------------------------------------------------------------------------
