@@ -6,9 +6,7 @@ on loopback (PgBouncer, 127.0.0.1:6432, TLS verify-full against the lab CA). Eve
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -18,8 +16,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 from molecule_check import changed_tasks, parse_recap
+from testlib import container_running as running
+from testlib import docker, run_playbook
 
-__all__ = ["changed_tasks"]
+__all__ = ["changed_tasks", "docker", "running"]
 INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
 SECRETS = ROOT / ".lab" / "secrets"
 CA = ROOT / ".lab" / "pki" / "ca.crt"
@@ -42,20 +42,6 @@ ALL_CONTAINERS = sorted({c for g in GROUPS.values() for c in g.values()})
 
 def secret(name: str) -> str:
     return (SECRETS / name).read_text().strip()
-
-
-def docker(*args: str, timeout: float = 60, check: bool = True, env: dict | None = None,
-           stdin: str | None = None) -> subprocess.CompletedProcess:
-    res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False,
-                         env=env, input=stdin)
-    if check and res.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args[:4])} failed ({res.returncode}): {res.stderr.strip()}")
-    return res
-
-
-def running(container: str) -> bool:
-    res = docker("inspect", "-f", "{{.State.Running}}", container, check=False)
-    return res.stdout.strip() == "true"
 
 
 def node_sql(node: str, query: str, timeout: float = 15, check: bool = True) -> str:
@@ -151,13 +137,5 @@ def bouncer_password() -> str:
 
 def playbook(name: str, *extra: str, timeout: float = 1800) -> tuple[int, dict, str]:
     """Run playbooks/<name> against the lab inventory; return (rc, recap per host, output)."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PY_COLORS="0")
-    res = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(ROOT / "playbooks" / name), *extra],
-                         capture_output=True, text=True, env=env, timeout=timeout, check=False, cwd=ROOT)
+    res = run_playbook(str(INVENTORY), name, *extra, timeout=timeout, check=False)
     return res.returncode, parse_recap(res.stdout), res.stdout + res.stderr
-
-
-def container_ip(container: str) -> str:
-    return docker("inspect", "-f", "{{(index .NetworkSettings.Networks \"" + NETWORK + "\").IPAddress}}",
-                  container).stdout.strip()
