@@ -66,9 +66,6 @@ lint: venv tools ## ansible-lint (production), yamllint, ruff, ansible-test sani
 	$(BIN)/ruff check plugins tests scripts molecule roles
 	$(BIN)/antsibull-changelog lint
 	$(PY) scripts/role_docs.py --check
-	# Molecule installs the collection it runs from into ~/.ansible/collections, and ansible-lint resolves
-	# hingecraft.enterprise_db there before this tree: a copy left by another checkout would be linted instead.
-	rm -rf $$HOME/.ansible/collections/ansible_collections/hingecraft/enterprise_db
 	$(BIN)/ansible-lint --profile production
 	scripts/sanity.sh
 
