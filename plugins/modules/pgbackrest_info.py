@@ -405,6 +405,11 @@ def check_target(summary, target_type, target, now):
     return result
 
 
+def clean_text(text):
+    """Text with every byte that is not valid UTF-8 (decoded as a surrogate) replaced by U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def parse_info(text, now):
     data = json.loads(text)
     if not isinstance(data, list):
@@ -434,6 +439,10 @@ def main():
         cmd.append("--stanza={}".format(params["stanza"]))
     cmd.append("info")
     rc, out, err = module.run_command(cmd)
+    # pgBackRest quotes the raw bytes of an unreadable info file in its message (an info file encrypted with
+    # another cipher passphrase): replace what is not UTF-8 so the message reaches the user instead of a
+    # serialisation error.
+    out, err = (clean_text(text) for text in (out, err))
     if rc != 0:
         module.fail_json(msg=f"pgbackrest info failed (rc={rc}): {(err or out).strip()}", cmd=cmd, rc=rc)
     now = params["now"] if params["now"] is not None else time.time()

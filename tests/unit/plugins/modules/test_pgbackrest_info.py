@@ -221,3 +221,23 @@ def test_main_fail_on_status(monkeypatch, capsys):
     code, _calls = run_main(monkeypatch, {"stanza": "ghost", "fail_on_status": True}, out=load("info_nostanza"))
     result = json.loads(capsys.readouterr().out)
     assert code == 1 and "missing stanza path" in result["msg"]
+
+
+def test_main_reports_unreadable_info_file_as_text(monkeypatch, capsys):
+    """An info file encrypted with another passphrase: pgBackRest quotes its raw bytes in the status message.
+
+    run_command decodes them as surrogates; the module must still return JSON (Ansible refuses surrogates) and keep
+    the message, so the role can name the problem (lab left by another checkout, code 99).
+    """
+    raw = b'key/value found outside of section at line 1: \xf8\x941*[|\xc3^\x94'.decode("utf-8", "surrogateescape")
+    info = json.dumps([{"name": "main", "status": {"code": 99, "message": "[FormatError] unable to load info file: "},
+                        "backup": [], "archive": [], "db": [], "cipher": "aes-256-cbc", "repo": []}])
+    out = info.replace('info file: "', 'info file: ' + raw.replace("\\", "\\\\") + '"')
+    code, _calls = run_main(monkeypatch, {"stanza": "main"}, out=out)
+    printed = capsys.readouterr().out
+    result = json.loads(printed)
+    assert code == 0
+    assert result["status"]["code"] == 99
+    assert result["status"]["message"].startswith("[FormatError] unable to load info file: key/value found outside")
+    assert "\ufffd" in result["status"]["message"]
+    printed.encode("utf-8")  # strict: no surrogate survived
