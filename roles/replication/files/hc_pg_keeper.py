@@ -91,6 +91,21 @@ def owner_ids():
     return pw.pw_uid, pw.pw_gid
 
 
+# pg_rewind sets the rewound node's minimum recovery point to the source's WAL position at the end of the rewind;
+# the node is consistent (and starts) only once it has replayed past it. An idle primary writes nothing more, and
+# the standby waited for the next write (seen: 16 minutes, systemctl start timing out). One flushed WAL record
+# written after the rewind moves the primary past that point.
+NUDGE_SQL = "SELECT pg_logical_emit_message(false, 'hingecraft', 'rewound standby catch-up', true)"
+
+
+def nudge_wal(cfg, peer):
+    try:
+        with psycopg.connect(conninfo(cfg, peer["host"], int(peer["port"])), autocommit=True) as conn:
+            conn.execute(sql.SQL(NUDGE_SQL))
+    except psycopg.Error as exc:
+        log(f"could not write a WAL record on {peer['name']} after the rewind: {str(exc).strip()}")
+
+
 def rejoin(cfg, peer):
     host, port = peer["host"], int(peer["port"])
     log(f"fencing: stopping the stale primary {cfg['me']} (newer primary: {peer['name']})")
@@ -115,6 +130,7 @@ def rejoin(cfg, peer):
     if not ok:
         log("pg_rewind failed: the node stays stopped (fenced); rebuild it with playbooks/rejoin.yml")
         return False
+    nudge_wal(cfg, peer)
     data = cfg["data_dir"]
     with open(os.path.join(data, "standby.signal"), "w", encoding="utf-8"):
         pass
