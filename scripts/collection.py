@@ -32,8 +32,10 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 # Paths that must never be in the tarball (a prefix match on the archive member name).
-FORBIDDEN = (".lab", ".venv", ".cache", ".collections", ".git", "tests/platform", "tests/integration", "tests/unit",
+FORBIDDEN = (".lab", ".venv", ".cache", ".collections", ".git", ".ruff_cache", ".pytest_cache", "tests/platform", "tests/integration", "tests/unit",
              "tests/bench", "molecule", "docs/bench", "inventories/lab", "scripts")
+# Not a dependency of the platform: only playbooks/awx_configure.yml uses it (requirements.yml lists it as optional).
+OPTIONAL = ("awx.awx",)
 
 
 def galaxy() -> dict:
@@ -78,11 +80,12 @@ def build(out: pathlib.Path) -> pathlib.Path:
 
 
 def dependency_sources(meta: dict) -> list[dict]:
-    """type: dir sources for every declared dependency and theirs, from the site-packages the venv's Ansible uses."""
+    """type: dir sources for every declared dependency and theirs, from the site-packages the venv's Ansible uses,
+    plus OPTIONAL."""
     import ansible_collections  # the `ansible` package's collections
 
     base = pathlib.Path(next(iter(ansible_collections.__path__)))
-    todo, seen, sources = list(meta.get("dependencies") or {}), set(), []
+    todo, seen, sources = [*OPTIONAL, *(meta.get("dependencies") or {})], set(), []
     while todo:
         fqcn = todo.pop()
         if fqcn in seen:
