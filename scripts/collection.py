@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The collection as users get it (`make collection`): build the tarball, install it into an empty collections path
 with its declared dependencies, and syntax-check every playbook from the installed copy (not the source tree).
 
@@ -84,17 +83,18 @@ def dependency_sources(meta: dict) -> list[dict]:
     plus OPTIONAL."""
     import ansible_collections  # the `ansible` package's collections
 
-    base = pathlib.Path(next(iter(ansible_collections.__path__)))
+    bases = [pathlib.Path(b) for b in ansible_collections.__path__]
     todo, seen, sources = [*OPTIONAL, *(meta.get("dependencies") or {})], set(), []
     while todo:
         fqcn = todo.pop()
         if fqcn in seen:
             continue
         seen.add(fqcn)
-        path = base.joinpath(*fqcn.split("."))
+        found = [b.joinpath(*fqcn.split(".")) for b in bases if (b.joinpath(*fqcn.split("."), "MANIFEST.json")).exists()]
+        if not found:
+            sys.exit(f"[collection] dependency {fqcn} is not carried by the `ansible` package ({bases})")
+        path = found[0]
         manifest = path / "MANIFEST.json"
-        if not manifest.exists():
-            sys.exit(f"[collection] dependency {fqcn} is not carried by the `ansible` package ({path})")
         todo.extend(json.loads(manifest.read_text())["collection_info"].get("dependencies") or {})
         sources.append({"name": str(path), "type": "dir"})
     return sorted(sources, key=lambda s: s["name"])

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The execution environment's build context (`make ee`, after `make collection`), offline.
 
 1. `ansible-builder introspect` over the INSTALLED collection (so the files it reads are proven to be in the

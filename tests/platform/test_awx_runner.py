@@ -40,10 +40,10 @@ LAB_SECRET_FILES = {
     "pgpool_pcp_password": "pgpool_pcp",
     "postgresql_superuser_password": "postgres_superuser",
     "replication_password": "replicator",
-    **{f"security_password_{r}": f"pg_{r}" for r in ("admin_login", "app_ro_login", "app_rw_login", "auditor_login",
-                                                      "backup", "bi_reader_login", "etl", "monitoring",
-                                                      "replication")},
 }
+LAB_SECURITY_ROLES = ("admin_login", "app_ro_login", "app_rw_login", "auditor_login", "backup", "bi_reader_login", "etl",
+                      "monitoring", "replication")
+LAB_SECRET_FILES.update({f"security_password_{r}": f"pg_{r}" for r in LAB_SECURITY_ROLES})
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def survey_defaults(template: dict) -> dict:
         default = q.get("default")
         if default is None:
             continue
-        if q["type"] == "integer" and type(default) is not int:
+        if q["type"] == "integer" and (not isinstance(default, int) or isinstance(default, bool)):
             continue
         if q["type"] in ("text", "textarea") and not (
                 isinstance(default, str) and len(default) >= int(q.get("min") or 0)

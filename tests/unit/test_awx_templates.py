@@ -71,8 +71,8 @@ def data(rendered):
 def test_render_is_stable_and_sorted(rendered, data):
     assert rendered[0] == rendered[1], "two renders of the same data differ"
     assert rendered[0].decode() == json.dumps(data, indent=4, sort_keys=True) + "\n", "keys are not sorted"
-    assert {k: len(v) for k, v in data.items()} == {"credential_types": 1, "execution_environments": 1,
-                                                   "job_templates": 12, "schedules": 2}
+    counts = {"credential_types": 1, "execution_environments": 1, "job_templates": 12, "schedules": 2}
+    assert {k: len(v) for k, v in data.items()} == counts
 
 
 def test_no_generated_values_in_the_data():
@@ -274,7 +274,7 @@ def awx_element_errors(q: dict, value) -> list[str]:
         if q.get("max") not in ("", None) and len(value) > int(q["max"]):
             return [f"{name}: {value!r} longer than {q['max']}"]
     elif qtype == "integer":
-        if type(value) is not int:
+        if not isinstance(value, int) or isinstance(value, bool):
             return [f"{name}: {value!r} is not an integer"]
         if q.get("min") not in ("", None) and value < int(q["min"]):
             return [f"{name}: {value} below {q['min']}"]
@@ -312,7 +312,7 @@ def test_surveys_pass_awx_validation(data):
             else:
                 assert q["required"] or q["type"] == "text", f"{name}: {q['variable']} optional without default"
     enabled = {t["name"]: t["survey_enabled"] for t in data["job_templates"]}
-    assert all(enabled[name] for name, _ in surveys(data)), "a template with a survey has it disabled"
+    assert all(enabled[name] for name, _spec in surveys(data)), "a template with a survey has it disabled"
 
 
 def test_awx_validation_rejects_bad_surveys():
