@@ -113,6 +113,17 @@ def test_module_arguments_pass_the_awx_awx_argument_spec(data, kind):
         assert not result.error_messages, f"awx.awx.{MODULES[kind]} rejects {item.get('name')}: {result.error_messages}"
 
 
+def test_the_loaded_argument_spec_rejects_what_awx_awx_would():
+    """Control: the spec really is the module's (a typo, a bad choice and a missing name fail)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    spec, _kwargs = awx_argspec("job_template")
+    assert {"survey_spec", "survey_enabled", "controller_host"} <= set(spec)
+    errors = ArgumentSpecValidator(spec).validate({"survey_specs": {}, "job_type": "apply"}).error_messages
+    assert any("survey_specs" in e for e in errors) and any("job_type" in e for e in errors)
+    assert any("name" in e for e in errors), errors
+
+
 def test_apply_playbook_passes_every_key_the_data_sets(data):
     """A key in the data that the apply task does not pass would be dropped silently."""
     play = yaml.safe_load((ROOT / "playbooks" / "awx_configure.yml").read_text())[0]
