@@ -73,6 +73,14 @@ lint: venv tools ## ansible-lint (production), yamllint, ruff, ansible-test sani
 unit: venv ## Pure-Python unit tests
 	$(BIN)/pytest -q tests/unit
 
+.PHONY: collection
+collection: venv ## The collection as users get it: galaxy build, offline install with its dependencies into .cache/collection, --syntax-check of every playbook from the installed copy
+	$(PY) scripts/collection.py
+
+.PHONY: ee
+ee: collection ## Execution environment build context (ansible-builder create, offline) in .cache/ee/context; introspect agrees with the requirements files
+	$(PY) scripts/ee.py
+
 .PHONY: integration
 integration: venv image ## Modules against a real PostgreSQL 17 container
 	$(BIN)/pytest -q tests/integration
@@ -99,7 +107,7 @@ e2e: venv ## Against a running lab (make lab): TLS audit of every listener liste
 	$(BIN)/pytest -q tests/e2e
 
 .PHONY: platform
-platform: lab ## Platform acceptance suite: make lab, then writes, the fault matrix, runbooks, a second site.yml -> docs/bench/platform.json
+platform: lab collection ## Platform acceptance suite: make lab, then writes, the fault matrix, runbooks, a second site.yml -> docs/bench/platform.json
 	$(BIN)/pytest -q -p no:cacheprovider tests/platform
 
 .PHONY: bench-platform
@@ -107,7 +115,7 @@ bench-platform: venv ## Against a running lab (make lab): the fault matrix with 
 	HC_PLATFORM_TRIALS=$${HC_PLATFORM_TRIALS:-5} $(BIN)/pytest -q -p no:cacheprovider tests/platform -k "pooler or one_primary or fault"
 
 .PHONY: test
-test: lint unit integration molecule platform ## Everything CI runs
+test: lint unit collection ee integration molecule platform ## Everything CI runs
 
 .PHONY: bench-backup
 bench-backup: venv image ## Backup benchmark: backup/restore throughput, restore-to-ready, WAL archive lag -> docs/bench/backup.{json,svg}

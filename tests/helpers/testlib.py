@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+FQCN_PLAYBOOK = re.compile(r"[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+")
 
 
 def strict() -> bool:
@@ -120,10 +122,11 @@ def ansible_env() -> dict:
 
 def run_playbook(inventory: str, playbook, *extra: str, timeout: float = 900, check: bool = True,
                  env: dict | None = None) -> subprocess.CompletedProcess:
-    """ansible-playbook -i inventory playbook extra... (playbook: a path, or a name under playbooks/); `env` adds
-    variables (e.g. ANSIBLE_CALLBACK_RESULT_FORMAT=json to parse a failure's msg)."""
+    """ansible-playbook -i inventory playbook extra... (playbook: a path, a name under playbooks/, or a collection
+    playbook's FQCN such as hingecraft.enterprise_db.site); `env` adds variables (e.g.
+    ANSIBLE_CALLBACK_RESULT_FORMAT=json to parse a failure's msg)."""
     path = pathlib.Path(playbook)
-    if not path.is_absolute():
+    if not path.is_absolute() and not FQCN_PLAYBOOK.fullmatch(str(playbook)):
         path = ROOT / "playbooks" / path
     res = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", inventory, str(path), *extra],
                          capture_output=True, text=True, env={**ansible_env(), **(env or {})}, timeout=timeout, cwd=str(ROOT),
