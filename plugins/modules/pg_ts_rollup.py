@@ -61,8 +61,8 @@ options:
     default: []
   aggregates:
     description:
-      - Output column name -> aggregate expression over O(source) (SQL written by the schema's authors, trusted),
-        for example C({events: count(*), members: count(DISTINCT member_id)}).
+      - 'Output column name -> aggregate expression over O(source) (SQL written by the schema''s authors,
+        trusted), for example C({events: count(*), members: count(DISTINCT member_id)}).'
     type: dict
     required: true
   lookback:
