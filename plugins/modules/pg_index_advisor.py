@@ -488,64 +488,58 @@ def public(prop):
     return out
 
 
-def main():
-    argument_spec = dict(postgres_common_argument_spec)
-    argument_spec.update(
-        statements={'type': 'int', 'default': 50},
-        min_calls={'type': 'int', 'default': 5},
-        min_statement_cost={'type': 'float', 'default': 100},
-        min_saving_pct={'type': 'float', 'default': 20},
-        index_write_cost={'type': 'float', 'default': 1.0},
-        max_columns={'type': 'int', 'default': 2, 'choices': [1, 2, 3]},
-        tables={'type': 'list', 'elements': 'str', 'default': []},
-        exclude_tables={'type': 'list', 'elements': 'str', 'default': []},
-        use_qualstats={'type': 'bool', 'default': True},
-        apply={'type': 'bool', 'default': False},
-        max_new_indexes={'type': 'int', 'default': 3},
-        drop_unused={'type': 'bool', 'default': False},
-        unused_min_age_hours={'type': 'float', 'default': 168},
-        analysis_timeout_ms={'type': 'int', 'default': 5000},
-        build_timeout_s={'type': 'int', 'default': 3600},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    ensure_psycopg(module)
-    p = module.params
-    for opt in ('statements', 'min_calls', 'max_new_indexes', 'analysis_timeout_ms', 'build_timeout_s'):
-        if p[opt] < (0 if opt in ('min_calls', 'max_new_indexes') else 1):
-            module.fail_json(msg=f'{opt} must be positive, got {p[opt]}')
-    for opt in ('min_statement_cost', 'min_saving_pct', 'index_write_cost', 'unused_min_age_hours'):
+ARGUMENTS = {
+    'statements': {'type': 'int', 'default': 50},
+    'min_calls': {'type': 'int', 'default': 5},
+    'min_statement_cost': {'type': 'float', 'default': 100},
+    'min_saving_pct': {'type': 'float', 'default': 20},
+    'index_write_cost': {'type': 'float', 'default': 1.0},
+    'max_columns': {'type': 'int', 'default': 2, 'choices': [1, 2, 3]},
+    'tables': {'type': 'list', 'elements': 'str', 'default': []},
+    'exclude_tables': {'type': 'list', 'elements': 'str', 'default': []},
+    'use_qualstats': {'type': 'bool', 'default': True},
+    'apply': {'type': 'bool', 'default': False},
+    'max_new_indexes': {'type': 'int', 'default': 3},
+    'drop_unused': {'type': 'bool', 'default': False},
+    'unused_min_age_hours': {'type': 'float', 'default': 168},
+    'analysis_timeout_ms': {'type': 'int', 'default': 5000},
+    'build_timeout_s': {'type': 'int', 'default': 3600},
+}
+
+
+def validate(p):
+    """The first problem with the parameters, or None (pure)."""
+    for opt in ('statements', 'analysis_timeout_ms', 'build_timeout_s'):
+        if p[opt] < 1:
+            return f'{opt} must be positive, got {p[opt]}'
+    for opt in ('min_calls', 'max_new_indexes', 'min_statement_cost', 'min_saving_pct', 'index_write_cost',
+                'unused_min_age_hours'):
         if p[opt] < 0:
-            module.fail_json(msg=f'{opt} must not be negative, got {p[opt]}')
+            return f'{opt} must not be negative, got {p[opt]}'
     for opt in ('tables', 'exclude_tables'):
         for t in p[opt]:
             try:
                 split_qualified(t)
             except ValueError as e:
-                module.fail_json(msg=f'{opt}: {e}')
+                return f'{opt}: {e}'
+    return None
 
-    s = PgSession(module)
+
+def sources(s):
+    """(pg_stat_statements schema, hypopg schema); fails naming what is missing."""
     if s.server_version < 160000:
         s.fail('pg_index_advisor needs PostgreSQL 16 or later (EXPLAIN (GENERIC_PLAN))')
-    pgss = s.extension_schema('pg_stat_statements')
-    hypo = s.extension_schema('hypopg')
+    pgss, hypo = s.extension_schema('pg_stat_statements'), s.extension_schema('hypopg')
     missing = [n for n, x in (('pg_stat_statements', pgss), ('hypopg', hypo)) if x is None]
     if missing:
         s.fail('extension(s) not installed in database {}: {} (CREATE EXTENSION; pg_stat_statements must also be '
                'in shared_preload_libraries)'.format(s.conn.info.dbname, ', '.join(missing)))
-    qualstats = s.extension_schema('pg_qualstats') if p['use_qualstats'] else None
-    s.query('SELECT pg_catalog.set_config(%s, %s, false)', ('statement_timeout', f"{p['analysis_timeout_ms']}ms"))
+    return pgss, hypo
 
-    before_idx = read_advisor_indexes(s)
-    adv = Advisor(s, p, pgss, hypo, qualstats)
-    advice, rejected = [], []
-    for prop in adv.proposals():
-        ok, prop['reason'] = advisor.gate(prop, p['min_saving_pct'], p['index_write_cost'])
-        (advice if ok else rejected).append(prop)
-    for t in p['tables']:
-        schema, name = split_qualified(t)
-        if adv.table(schema, name) is None:
-            s.fail(f'table {schema}.{name} (in tables) does not exist')
 
+def ensure_indexes(s, p, advice, before_idx):
+    """Build the accepted advice (apply), drop invalid leftovers (apply) and unused advisor indexes (drop_unused).
+    Returns the dropped advisor indexes."""
     by_name = {(x['schema'], x['name']): x for x in before_idx}
     for i, prop in enumerate(advice):
         prop['created'] = False
@@ -553,20 +547,47 @@ def main():
                                               index_params(prop['columns']), True).as_string(s.conn)
         if p['apply'] and i < p['max_new_indexes']:
             build(s, p, prop, by_name)
-            prop['created'] = not module.check_mode
-    # an invalid advisor index that no advice rebuilt this run: drop it (a failed build leaves one behind)
-    rebuilt = {(x['schema'], x['name']) for x in advice if x['created'] or (p['apply'] and module.check_mode)}
+            prop['created'] = not s.check_mode
+    rebuilt = {(x['schema'], x['name']) for i, x in enumerate(advice) if p['apply'] and i < p['max_new_indexes']}
     dropped = []
     for x in before_idx:
         if (x['schema'], x['name']) in rebuilt:
             continue
-        stale = p['apply'] and not x['valid']
+        stale = p['apply'] and not x['valid']  # a failed build leaves an invalid index behind
         unused = (p['drop_unused'] and x['scans'] == 0 and x['age_hours'] is not None
                   and x['age_hours'] >= p['unused_min_age_hours'])
         if stale or unused:
             concurrent = not x['partitioned']
             run_index_statement(s, drop_statement(x['schema'], x['name'], concurrent), concurrent)
             dropped.append(dict(x, reason='invalid (failed build)' if stale else 'unused'))
+    return dropped
+
+
+def main():
+    argument_spec = dict(postgres_common_argument_spec)
+    argument_spec.update(ARGUMENTS)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    ensure_psycopg(module)
+    p = module.params
+    err = validate(p)
+    if err:
+        module.fail_json(msg=err)
+
+    s = PgSession(module)
+    pgss, hypo = sources(s)
+    qualstats = s.extension_schema('pg_qualstats') if p['use_qualstats'] else None
+    s.query('SELECT pg_catalog.set_config(%s, %s, false)', ('statement_timeout', f"{p['analysis_timeout_ms']}ms"))
+    before_idx = read_advisor_indexes(s)
+    adv = Advisor(s, p, pgss, hypo, qualstats)
+    for t in p['tables']:
+        if adv.table(*split_qualified(t)) is None:
+            s.fail('table {}.{} (in tables) does not exist'.format(*split_qualified(t)))
+    advice, rejected = [], []
+    for prop in adv.proposals():
+        ok, prop['reason'] = advisor.gate(prop, p['min_saving_pct'], p['index_write_cost'])
+        (advice if ok else rejected).append(prop)
+
+    dropped = ensure_indexes(s, p, advice, before_idx)
     if not module.check_mode:
         for prop in advice:
             if prop['created']:
@@ -578,8 +599,8 @@ def main():
     s.finish(changed)
     s.close()
     result = {'changed': changed, 'queries': s.queries, 'advice': [public(x) for x in advice],
-              'rejected': [public(x) for x in rejected], 'statements_skipped': adv.skipped, 'advisor_indexes': before_idx,
-              'dropped': dropped, 'qualstats': adv.qualstats_status}
+              'rejected': [public(x) for x in rejected], 'statements_skipped': adv.skipped,
+              'advisor_indexes': before_idx, 'dropped': dropped, 'qualstats': adv.qualstats_status}
     if module._diff:
         result['diff'] = {'before': {'advisor_indexes': sorted(x['name'] for x in before_idx)},
                           'after': {'advisor_indexes': after_names}}

@@ -102,3 +102,12 @@ def test_comment_round_trip():
     assert advisor.parse_comment(text) == {'created': 1, 'columns': ['a']}
     assert advisor.parse_comment('someone else') is None
     assert advisor.parse_comment(advisor.COMMENT_PREFIX + '{broken') == {}
+
+
+def test_module_validate_names_the_bad_option():
+    from ansible_collections.hingecraft.enterprise_db.plugins.modules.pg_index_advisor import ARGUMENTS, validate
+    good = {k: v.get('default') for k, v in ARGUMENTS.items()}
+    assert validate(good) is None
+    assert validate(dict(good, statements=0)) == 'statements must be positive, got 0'
+    assert validate(dict(good, min_saving_pct=-1)) == 'min_saving_pct must not be negative, got -1'
+    assert validate(dict(good, tables=['a.b.c'])).startswith('tables: object name')
