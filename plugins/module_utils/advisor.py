@@ -163,7 +163,7 @@ def best(evaluations, tolerance=0.01):
     """The cheapest (key, cost) pair; among plans within ``tolerance`` of it, the one with fewest columns."""
     if not evaluations:
         return None
-    low = min(cost for _, cost in evaluations)
+    low = min(cost for unused_key, cost in evaluations)
     near = [(k, c) for k, c in evaluations if c <= low * (1 + tolerance) + 1e-9]
     return min(near, key=lambda kc: (len(kc[0]), kc[1]))
 

@@ -159,9 +159,9 @@ def main():
     jobid, before = read_job(s, p['name'])
     action, fields = plan(before, wanted)
     if action == 'create':
+        values = (p['name'], wanted['schedule'], wanted['command'], wanted['database'], wanted['active'])
         s.execute(sql.SQL('SELECT cron.schedule_in_database({}, {}, {}, {}, active => {})').format(
-            *(sql.Literal(x) for x in (p['name'], wanted['schedule'], wanted['command'], wanted['database'],
-                                      wanted['active']))))
+            *(sql.Literal(x) for x in values)))
     elif action == 'alter':
         s.execute(sql.SQL('SELECT cron.alter_job({}, {})').format(sql.Literal(jobid), sql.SQL(', ').join(
             sql.SQL('{} => {}').format(sql.Identifier(k), sql.Literal(wanted[k])) for k in fields)))

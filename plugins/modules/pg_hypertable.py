@@ -177,7 +177,7 @@ def main():
     edition = s.query("SELECT current_setting('timescaledb.license', true) AS l")[0]['l'] or 'apache'
     for opt in ('chunk_interval', 'retention'):
         if p[opt] is not None:
-            _, err = s.try_query('SELECT %s::interval', (p[opt],))
+            err = s.try_query('SELECT %s::interval', (p[opt],))[1]
             if err is not None:
                 s.fail(f'{opt}: {p[opt]!r} is not an interval: {err}')
     rel = s.relation(schema, name)

@@ -307,8 +307,8 @@ def explain(s, text):
 
 def hypothetical_cost(s, hypo_schema, schema, table, key, text):
     """Plan cost of text with one hypothetical btree index on schema.table (key)."""
-    ddl = sql.SQL('CREATE INDEX ON {} ({})').format(sql.Identifier(schema, table),
-                                                   sql.SQL(', ').join(sql.Identifier(c) for c in key))
+    keys = sql.SQL(', ').join(sql.Identifier(c) for c in key)
+    ddl = sql.SQL('CREATE INDEX ON {} ({})').format(sql.Identifier(schema, table), keys)
     rows, err = s.try_query(sql.SQL('SELECT indexrelid FROM {}.hypopg_create_index(%s)').format(
         sql.Identifier(hypo_schema)), (ddl.as_string(s.conn),))
     if err is not None:

@@ -145,8 +145,8 @@ def temp_name(name, suffix):
 def select_sql(bucket_fn, p, source, since=None):
     """SELECT bucket, group_by..., aggregates... FROM source [WHERE time >= since] GROUP BY bucket, group_by."""
     tc = sql.Identifier(p['time_column'])
-    cols = [sql.SQL('{}({}::interval, {}) AS {}').format(bucket_fn, sql.Literal(p['bucket']), tc,
-                                                        sql.Identifier('bucket'))]
+    width = sql.Literal(p['bucket'])
+    cols = [sql.SQL('{}({}::interval, {}) AS {}').format(bucket_fn, width, tc, sql.Identifier('bucket'))]
     cols += [sql.Identifier(g) for g in p['group_by']]
     cols += [sql.SQL('{} AS {}').format(sql.SQL(expr), sql.Identifier(k)) for k, expr in p['aggregates'].items()]
     q = sql.SQL('SELECT {} FROM {}').format(sql.SQL(', ').join(cols), source)
@@ -221,7 +221,7 @@ def main():
 
     s = PgSession(module)
     for opt in ('bucket', 'lookback'):
-        _, err = s.try_query('SELECT %s::interval', (p[opt],))
+        err = s.try_query('SELECT %s::interval', (p[opt],))[1]
         if err is not None:
             s.fail(f'{opt}: {p[opt]!r} is not an interval: {err}')
     if s.relation(src_schema, src_name) is None:
@@ -239,8 +239,8 @@ def main():
     before = read_state(s, schema, name, fn_name, body)
 
     with s.probe():
-        _, err = s.try_query(sql.SQL('CREATE TEMPORARY TABLE {} AS {} WITH NO DATA').format(
-            sql.Identifier(PROBE), select_sql(bucket_fn, p, source)))
+        err = s.try_query(sql.SQL('CREATE TEMPORARY TABLE {} AS {} WITH NO DATA').format(
+            sql.Identifier(PROBE), select_sql(bucket_fn, p, source)))[1]
         if err is not None:
             s.fail(f'the rollup query is rejected: {err}')
         oid = s.query("SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = %s "

@@ -23,7 +23,7 @@ ROWS = 100_000
 def bound(query, values, times):
     """psql lines that run query through the extended protocol (\\bind), as an application would."""
     args = ' '.join("'{}'".format(str(v).replace("'", "''")) for v in values)
-    return ''.join(f'{query} \\bind {args} \\g /dev/null\n' for _ in range(times))
+    return f'{query} \\bind {args} \\g /dev/null\n' * times
 
 
 def workload():
@@ -39,7 +39,7 @@ def workload():
 def exec_ms(query):
     """Median server execution time of a literal query (EXPLAIN ANALYZE, 5 runs)."""
     times = []
-    for _ in range(5):
+    for unused_run in range(5):
         out = sh(['docker', 'exec', '-i', '-u', 'postgres', CONTAINER, 'psql', '-X', '-q', '-A', '-t', '-v',
                   'ON_ERROR_STOP=1', '-d', DB, '-c', f'EXPLAIN (ANALYZE, FORMAT JSON) {query}']).stdout
         times.append(json.loads(out)[0]['Execution Time'])

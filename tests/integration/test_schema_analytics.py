@@ -33,8 +33,7 @@ def role_tasks():
                                     'retention': '400 days'}],
             'schema_rollups': [{'name': 'events_daily', 'source': 'events', 'time_column': 'occurred_at',
                                 'group_by': ['tenant_id', 'kind'], 'aggregates': {'events': 'count(*)'}}],
-            'schema_index_advisor': True, 'schema_index_advisor_tables': ['events'],
-        }}]
+            'schema_index_advisor': True, 'schema_index_advisor_tables': ['events']}}]
 
 
 def test_analytics_phase_converges_and_is_idempotent(data):

@@ -77,8 +77,8 @@ def test_index_advisor_on_the_primary(tmp_path, results):
         (id bigint PRIMARY KEY, email text NOT NULL); INSERT INTO public.hc_advisor_probe
         SELECT g, 'u' || g || '@example.org' FROM generate_series(1, 100000) g; ANALYZE public.hc_advisor_probe""")
     db_sql(node, "SELECT pg_stat_reset_single_table_counters('public.hc_advisor_probe'::regclass)")
-    lines = "".join("SELECT * FROM public.hc_advisor_probe WHERE email = $1 \\bind 'u7@example.org' \\g /dev/null\n"
-                    "SELECT * FROM public.hc_advisor_probe WHERE id = $1 \\bind 7 \\g /dev/null\n" for _ in range(10))
+    lines = ("SELECT * FROM public.hc_advisor_probe WHERE email = $1 \\bind 'u7@example.org' \\g /dev/null\n"
+             "SELECT * FROM public.hc_advisor_probe WHERE id = $1 \\bind 7 \\g /dev/null\n") * 10
     lab.docker("exec", "-i", "-u", "postgres", lab.NODES[node], "psql", "-XAtq", "-d", DB, "-f", "-", stdin=lines)
     try:
         advice = advisor_play(tmp_path, node, ["public.hc_advisor_probe"])
