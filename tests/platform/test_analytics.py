@@ -89,3 +89,17 @@ def test_index_advisor_on_the_primary(tmp_path, results):
         results["analytics_advisor"] = {"saving_pct": found[0]["saving_pct"], "advice": len(advice["advice"])}
     finally:
         db_sql(node, "DROP TABLE IF EXISTS public.hc_advisor_probe")
+
+
+def test_warehouse_etl_reconciles(results):
+    node = primary()
+    job = lab.node_sql(node, "SELECT schedule || '|' || database FROM cron.job WHERE jobname = 'hc_etl_hingecraft.dw'")
+    assert job == f"*/15 * * * *|{DB}", job
+    db_sql(node, "SELECT * FROM dw.etl_run()", timeout=300)
+    for fact, source in (("dw.fact_donation", "app.donations"), ("dw.fact_activity", "app.member_activity")):
+        got, want = db_sql(node, f"SELECT count(*) FROM {fact}"), db_sql(node, f"SELECT count(*) FROM {source}")
+        assert got == want, f"{fact} has {got} rows, {source} {want}"
+    assert db_sql(node, "SELECT sum(amount) FROM dw.fact_donation") == db_sql(node, "SELECT sum(amount) FROM app.donations")
+    rerun = db_sql(node, "SELECT sum(rows_changed) FROM dw.etl_run() WHERE step LIKE 'fact_%'")
+    assert rerun == "0", f"a rerun loaded {rerun} fact rows again"
+    results["analytics_warehouse"] = {"donations": int(db_sql(node, "SELECT count(*) FROM dw.fact_donation"))}
