@@ -52,7 +52,7 @@ def warehouse(pg_container):
     ''')
     # roles/schema's analytics phase with the warehouse on: files copied, pg_migrate, the ETL job
     first, second = run_playbook(role_tasks()), run_playbook(role_tasks())
-    stats1, stats2 = (next(iter(o['stats'].values())) for o in (first, second))
+    (stats1,), (stats2,) = first['stats'].values(), second['stats'].values()
     assert stats1['failures'] == 0 and stats1['changed'] >= 3, stats1
     assert stats2['failures'] == 0 and stats2['changed'] == 0, stats2
     assert psql_value("SELECT count(*) FROM public.hc_warehouse_history") == 2
