@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (or reuse) the PostgreSQL 17 test image that the module integration tests run against:
 # hingecraft/debian13-systemd:latest + PostgreSQL 17 + the extensions the modules use + python3-psycopg
-# (the modules run on the target). No Dockerfile/registry: docker run + apt-get + docker commit.
+# (the modules run on the target); pg_stat_statements, pg_qualstats and timescaledb are preloaded for
+# pg_index_advisor and pg_hypertable. No Dockerfile/registry: docker run + apt-get + docker commit.
 # The tag is a hash of this recipe and of the base image id, so the image is rebuilt only when either changes.
 # Prints the image name on stdout.
 set -euo pipefail
@@ -11,7 +12,7 @@ BASE=${HC_BASE_IMAGE:-hingecraft/debian13-systemd:latest}
 REPO=${HC_PG_TEST_IMAGE_REPO:-hingecraft/pg17-test}
 APT_CACHE=${HC_APT_CACHE:-/var/cache/hingecraft/apt-archives}
 PACKAGES="postgresql-17 postgresql-17-pgvector postgresql-17-partman postgresql-17-cron postgresql-17-hypopg"
-PACKAGES="$PACKAGES postgresql-17-pgaudit python3-psycopg locales-all"
+PACKAGES="$PACKAGES postgresql-17-pgaudit postgresql-17-timescaledb postgresql-17-pg-qualstats python3-psycopg locales-all"
 # Test database: pg_cron runs its jobs from cron.database_name, so the modules' tests use that database.
 TEST_DB=hc_it
 
@@ -40,8 +41,10 @@ else
     done
     cat > /etc/postgresql/17/main/conf.d/10-hc-it.conf <<'EOF'
 # hingecraft integration-test settings (scripts/pg-test-image.sh)
-shared_preload_libraries = 'pg_cron'
+shared_preload_libraries = 'pg_stat_statements, pg_qualstats, pg_cron, timescaledb'
 cron.database_name = '$TEST_DB'
+timescaledb.telemetry_level = off
+pg_qualstats.sample_rate = 1
 fsync = off
 synchronous_commit = off
 full_page_writes = off

@@ -194,6 +194,29 @@ class PgSession:
         except psycopg.Error as e:
             self._fail(f'query failed: {self._safe_render(stmt, params)}: {to_text_error(e)}')
 
+    def try_query(self, stmt, params=None):
+        """Run a read inside a savepoint; return ``(rows, None)`` or ``(None, error text)`` when PostgreSQL
+        rejects it (the transaction stays usable). For reads whose failure is an answer, e.g. EXPLAIN of a
+        statement text taken from pg_stat_statements."""
+        if isinstance(stmt, str):
+            stmt = sql.SQL(stmt)
+        if self.conn.autocommit:
+            raise RuntimeError('try_query() needs a transaction (PgSession(autocommit=False))')
+        with self.conn.cursor() as cur:
+            cur.execute('SAVEPOINT hc_try')
+        try:
+            with self.conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(stmt, params)
+                rows = cur.fetchall() if cur.description else []
+        except psycopg.Error as e:
+            with self.conn.cursor() as cur:
+                cur.execute('ROLLBACK TO SAVEPOINT hc_try')
+                cur.execute('RELEASE SAVEPOINT hc_try')
+            return None, to_text_error(e)
+        with self.conn.cursor() as cur:
+            cur.execute('RELEASE SAVEPOINT hc_try')
+        return rows, None
+
     def execute(self, stmt, params=None, redact=False, label=None):
         """Run a change and record it in ``queries`` (``redact=True`` records it without parameter values,
         ``label`` records that text instead of the statement, e.g. for a whole migration file).
@@ -303,6 +326,12 @@ class PgSession:
 
     def extension_installed(self, name):
         return bool(self.query('SELECT 1 FROM pg_catalog.pg_extension WHERE extname = %s', (name,)))
+
+    def extension_schema(self, name):
+        """Schema an installed extension lives in, or None when it is not installed."""
+        rows = self.query('SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n '
+                          'ON n.oid = e.extnamespace WHERE e.extname = %s', (name,))
+        return rows[0]['nspname'] if rows else None
 
     def extension_available(self, name):
         return bool(self.query('SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = %s', (name,)))

@@ -328,6 +328,30 @@ def test_probe_after_the_connection_closed_skips_the_rollback(connect):
     assert conn.executed() == ['SAVEPOINT hc_probe']
 
 
+# --- try_query() --------------------------------------------------------------------------------------------
+
+def test_try_query_returns_rows_inside_a_released_savepoint(connect):
+    s, conn = session(connect)
+    conn.results['EXPLAIN SELECT 1'] = [{'QUERY PLAN': 'Result'}]
+    assert s.try_query('EXPLAIN SELECT 1') == ([{'QUERY PLAN': 'Result'}], None)
+    assert conn.executed() == ['SAVEPOINT hc_try', 'EXPLAIN SELECT 1', 'RELEASE SAVEPOINT hc_try']
+    assert s.queries == []
+
+
+def test_try_query_turns_an_error_into_text_and_keeps_the_transaction(connect):
+    s, conn = session(connect)
+    conn.errors['EXPLAIN VACUUM'] = psycopg.errors.SyntaxError('syntax error at or near "VACUUM"')
+    assert s.try_query('EXPLAIN VACUUM') == (None, 'syntax error at or near "VACUUM"')
+    assert conn.executed()[-2:] == ['ROLLBACK TO SAVEPOINT hc_try', 'RELEASE SAVEPOINT hc_try']
+    assert 'close' not in conn.calls()
+
+
+def test_try_query_needs_a_transaction(connect):
+    s = session(connect, autocommit=True)[0]
+    with pytest.raises(RuntimeError, match='needs a transaction'):
+        s.try_query('SELECT 1')
+
+
 # --- failures -----------------------------------------------------------------------------------------------
 
 def test_failed_statement_rolls_back_closes_and_returns_the_queries_so_far(connect):
