@@ -35,8 +35,16 @@ options:
   path:
     description:
       - Directory on the managed node that holds the migration files. Other files (not C(*.sql)) are ignored.
+      - Exactly one of O(path) and O(files) is required.
     type: path
-    required: true
+  files:
+    description:
+      - The migration files given as data - file name (C(V<version>__<name>.sql) or C(U<version>__<name>.sql)) to
+        its SQL text - instead of a directory on the managed node, for example read on the controller with the
+        C(file) lookup. Nothing is written to the managed node, so a run against a new primary after a failover
+        changes nothing.
+      - The checksum is taken of the UTF-8 text, as for a file with the same bytes.
+    type: dict
   target_version:
     description:
       - Version to migrate or roll back to. V(latest) (default) means the newest C(V) file.
@@ -83,6 +91,13 @@ EXAMPLES = r'''
     db: legacy
     path: /opt/hingecraft/migrations
     baseline_version: 3
+
+- name: Migrations kept on the controller, nothing copied to the host
+  hingecraft.enterprise_db.pg_migrate:
+    db: hingecraft
+    files: "{{ dict(paths | map('basename') | zip(q('ansible.builtin.file', *paths, rstrip=false))) }}"
+  vars:
+    paths: "{{ q('ansible.builtin.fileglob', 'migrations/*.sql') | sort }}"
 
 - name: Roll back to version 2 (runs U4, then U3)
   hingecraft.enterprise_db.pg_migrate:
@@ -152,11 +167,32 @@ def scan(path):
     """Read the directory: {'V': {version: {file, name, checksum, text}}, 'U': {...}}. Raises MigrationError."""
     if not os.path.isdir(path):
         raise MigrationError(f'migration directory {path} does not exist')
-    found = {'V': {}, 'U': {}}
+    entries = []
     for entry in sorted(os.listdir(path)):
         full = os.path.join(path, entry)
-        if not entry.endswith('.sql') or not os.path.isfile(full):
-            continue
+        if entry.endswith('.sql') and os.path.isfile(full):
+            with open(full, 'rb') as f:
+                entries.append((entry, f.read()))
+    return collect(entries)
+
+
+def scan_given(files):
+    """The files option: {name: text}. Every name must be a migration file name; texts are encoded as UTF-8."""
+    entries = []
+    for name in sorted(files):
+        text = files[name]
+        if not isinstance(text, str):
+            raise MigrationError(f'files: the value of {name} must be the SQL text, got {type(text).__name__}')
+        if os.path.basename(name) != name or not name.endswith('.sql'):
+            raise MigrationError(f'files: {name!r} is not a file name ending in .sql')
+        entries.append((name, text.encode('utf-8')))
+    return collect(entries)
+
+
+def collect(entries):
+    """(file name, bytes) pairs -> {'V': {...}, 'U': {...}}, validated. Raises MigrationError."""
+    found = {'V': {}, 'U': {}}
+    for entry, data in entries:
         m = FILE_RE.match(entry)
         if not m:
             raise MigrationError(f'file name {entry} does not match V<version>__<name>.sql or U<version>__<name>.sql')
@@ -165,8 +201,6 @@ def scan(path):
             raise MigrationError(f'{entry}: versions start at 1')
         if version in found[kind]:
             raise MigrationError(f'duplicate version {kind}{version}: {found[kind][version]["file"]} and {entry}')
-        with open(full, 'rb') as f:
-            data = f.read()
         try:
             text = data.decode('utf-8')
         except UnicodeDecodeError as e:
@@ -241,13 +275,15 @@ def read_history(s, schema, table):
 def main():
     argument_spec = dict(postgres_common_argument_spec)
     argument_spec.update(
-        path={'type': 'path', 'required': True},
+        path={'type': 'path'},
+        files={'type': 'dict'},
         target_version={'type': 'str', 'default': 'latest'},
         baseline_version={'type': 'int'},
         history_table={'type': 'str', 'default': 'public.schema_history'},
         lock_timeout={'type': 'int', 'default': 60},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('path', 'files')], required_one_of=[('path', 'files')])
     ensure_psycopg(module)
     p = module.params
     try:
@@ -257,7 +293,7 @@ def main():
     if p['target_version'] not in (None, '', 'latest') and not re.match(r'^\d+$', p['target_version']):
         module.fail_json(msg=f"target_version must be a non-negative integer or latest, got {p['target_version']!r}")
     try:
-        files = scan(p['path'])
+        files = scan(p['path']) if p['path'] else scan_given(p['files'])
     except MigrationError as e:
         module.fail_json(msg=str(e))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from helpers import DB, call, psql, psql_rows, psql_value, run_modules, run_playbook
 
-REMOTE = '/var/lib/postgresql/hc-it-warehouse'
 # (tenant, campaign, month) -> count, sum: the source and the warehouse must agree row for row
 DIFF = '''SELECT count(*) FROM (
   (SELECT tenant_id, campaign, date_trunc('month', donated_at AT TIME ZONE 'UTC') AS m, count(*), sum(amount)
@@ -50,10 +49,11 @@ def warehouse(pg_container):
         INSERT INTO app.member_activity SELECT g, 'acme', g % 300 + 1, 'login', now() - (g % 90) * interval '1 day'
             FROM generate_series(1, 2000) g;
     ''')
-    # roles/schema's analytics phase with the warehouse on: files copied, pg_migrate, the ETL job
+    # roles/schema's analytics phase with the warehouse on: pg_migrate (SQL passed from the controller; nothing is
+    # copied to the host, so a new primary after a failover has nothing to change) and the ETL job
     first, second = run_playbook(role_tasks()), run_playbook(role_tasks())
     (stats1,), (stats2,) = first['stats'].values(), second['stats'].values()
-    assert stats1['failures'] == 0 and stats1['changed'] >= 3, stats1
+    assert stats1['failures'] == 0 and stats1['changed'] == 2, stats1
     assert stats2['failures'] == 0 and stats2['changed'] == 0, stats2
     assert psql_value("SELECT count(*) FROM public.hc_warehouse_history") == 2
     yield
@@ -65,7 +65,7 @@ def role_tasks():
     return [{'name': 'analytics phase', 'ansible.builtin.include_role': {
         'name': 'hingecraft.enterprise_db.schema', 'tasks_from': 'analytics'},
         'vars': {'ansible_become': False, 'schema_database': DB, 'schema_cron_database': DB, 'schema_name': 'app',
-                 'schema_warehouse': True, 'schema_warehouse_dir': REMOTE}}]
+                 'schema_warehouse': True}}]
 
 
 def etl():

@@ -10,6 +10,7 @@ from ansible_collections.hingecraft.enterprise_db.plugins.modules.pg_migrate imp
     check_sequence,
     plan,
     scan,
+    scan_given,
 )
 
 
@@ -47,6 +48,25 @@ def test_scan_rejects(tmp_path, name, message):
     write(tmp_path, name, 'SELECT 1;')
     with pytest.raises(MigrationError, match=message):
         scan(str(tmp_path))
+
+
+def test_files_given_as_data_match_the_same_files_on_disk(files):
+    given = scan_given({f'{k}{v}__step_{v}.sql': f'SELECT {"-" if k == "U" else ""}{v};'
+                        for k in 'VU' for v in (1, 2, 3)})
+    for kind in 'VU':
+        assert {v: f['checksum'] for v, f in given[kind].items()} == {v: f['checksum'] for v, f in files[kind].items()}
+
+
+@pytest.mark.parametrize('given, message', [
+    ({'V1__a.sql': 'SELECT 1;', 'V1_b.sql': 'SELECT 2;'}, 'does not match'),
+    ({'../V1__a.sql': 'SELECT 1;'}, 'not a file name'),
+    ({'V1__a.txt': 'SELECT 1;'}, 'not a file name'),
+    ({'V1__a.sql': 1}, 'must be the SQL text'),
+    ({'V1__a.sql': 'SELECT 1;', 'U2__b.sql': 'SELECT 1;'}, 'has no V2 file'),
+])
+def test_files_given_as_data_are_validated(given, message):
+    with pytest.raises(MigrationError, match=message):
+        scan_given(given)
 
 
 def test_gap_is_named():
