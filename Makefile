@@ -107,8 +107,9 @@ e2e: venv ## Against a running lab (make lab): TLS audit of every listener liste
 	$(BIN)/pytest -q tests/e2e
 
 .PHONY: platform
-platform: lab collection ## Platform acceptance suite: make lab, then writes, the fault matrix, runbooks, a second site.yml -> docs/bench/platform.json
+platform: lab collection ## Platform acceptance suite: make lab, then writes, the fault matrix, runbooks, a second site.yml -> docs/bench/platform.json; then the TLS audit of every lab listener (make e2e)
 	$(BIN)/pytest -q -p no:cacheprovider tests/platform
+	$(BIN)/pytest -q -p no:cacheprovider tests/e2e
 
 .PHONY: bench-platform
 bench-platform: venv ## Against a running lab (make lab): the fault matrix with HC_PLATFORM_TRIALS (5) trials of each primary fault -> docs/bench/platform.json

@@ -3,11 +3,13 @@ member_activity rollup exists on the primary and replicates, its pg_cron refresh
 rollup reconciles with the source after a refresh; pg_index_advisor run on the primary finds a missing index for a
 real workload and nothing on an indexed one.
 
-Written without a lab to run it against (helper branch issue16); the lead runs it after `make lab`."""
+Each test first writes rows of its own (ids from the clock, so a second run on the same lab adds new ones): on a new
+lab the source tables are empty, and a reconciliation of nothing with nothing could not fail."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import lab
 import yaml
@@ -30,8 +32,22 @@ def primary() -> str:
     return prim[0]
 
 
+def fresh_id() -> int:
+    """A base id no earlier run used: milliseconds since the epoch, times 1,000."""
+    return int(time.time() * 1000) * 1000
+
+
 def test_rollup_job_and_reconciliation(results):
     node = primary()
+    before = int(db_sql(node, "SELECT count(*) FROM app.member_activity"))
+    # a member and 50 of its events inside the refresh's lookback (the last hour), so the incremental refresh must
+    # count them (the warehouse test below loads them too: the ETL holds events of members it does not know yet)
+    base = fresh_id()
+    db_sql(node, f"""INSERT INTO app.members (member_id, tenant_id, country, email, display_name, joined_at)
+        VALUES ({base}, 'globex', 'FR', 'ts-{base}@example.org', 'Rollup probe {base}', now() - interval '30 days');
+        INSERT INTO app.member_activity (activity_id, tenant_id, member_id, kind, occurred_at)
+        SELECT {base} + g, 'globex', {base}, (ARRAY['login', 'post'])[1 + g % 2],
+               now() - (g % 60) * interval '1 minute' FROM generate_series(1, 50) g""")
     job = lab.node_sql(node, f"SELECT schedule || '|' || database || '|' || command FROM cron.job WHERE jobname = '{JOB}'")
     schedule, database, command = job.split("|", 2)
     assert schedule == "*/5 * * * *" and database == DB, job
@@ -39,6 +55,7 @@ def test_rollup_job_and_reconciliation(results):
     db_sql(node, command)
     total = int(db_sql(node, f"SELECT coalesce(sum(events), 0) FROM {ROLLUP}"))
     source = int(db_sql(node, "SELECT count(*) FROM app.member_activity"))
+    assert source == before + 50, f"member_activity has {source} rows, expected {before} + the 50 written"
     assert total == source, f"rollup counts {total} events, member_activity has {source}"
     diff = db_sql(node, f"""SELECT count(*) FROM (
         (SELECT time_bucket('1 day', occurred_at) AS bucket, tenant_id, kind, count(*) AS events
@@ -95,7 +112,19 @@ def test_warehouse_etl_reconciles(results):
     node = primary()
     job = lab.node_sql(node, "SELECT schedule || '|' || database FROM cron.job WHERE jobname = 'hc_etl_hingecraft.dw'")
     assert job == f"*/15 * * * *|{DB}", job
+    loaded = int(db_sql(node, "SELECT count(*) FROM dw.fact_donation"))
+    # a new member with 20 donations over the last 20 days, written as the application would (superuser here)
+    base = fresh_id()
+    db_sql(node, f"""INSERT INTO app.members (member_id, tenant_id, country, email, display_name, joined_at)
+        VALUES ({base}, 'acme', 'DE', 'dw-{base}@example.org', 'Warehouse probe {base}', now() - interval '400 days');
+        INSERT INTO app.donations (donation_id, tenant_id, member_id, campaign, country, amount, donated_at)
+        SELECT {base} + g, 'acme', {base}, 'probe', 'DE', g + 0.25, now() - g * interval '1 day'
+        FROM generate_series(1, 20) g""")
     db_sql(node, "SELECT * FROM dw.etl_run()", timeout=300)
+    new = int(db_sql(node, f"SELECT count(*) FROM dw.fact_donation f JOIN dw.dim_member m USING (member_key) "
+                           f"WHERE m.member_id = {base}"))
+    assert new == 20, f"the ETL loaded {new} of the probe member's 20 donations"
+    assert int(db_sql(node, "SELECT count(*) FROM dw.fact_donation")) == loaded + 20
     for fact, source in (("dw.fact_donation", "app.donations"), ("dw.fact_activity", "app.member_activity")):
         got, want = db_sql(node, f"SELECT count(*) FROM {fact}"), db_sql(node, f"SELECT count(*) FROM {source}")
         assert got == want, f"{fact} has {got} rows, {source} {want}"
