@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Bounded write loop for the Redis failover test, run inside a Redis container (python3 from the image).
 
 Each write is one redis-cli connection to the loopback endpoint (HAProxy): `SET key n` then `WAIT 1 <ms>`. A write

@@ -110,7 +110,7 @@ def test_write_on_master_is_read_on_every_replica():
         assert cli(master, port, "SET", key, "v1", user="app").stdout.strip() == "OK"
         for node in NODES:
             if node != master:
-                wait_until(lambda nd=node: cli(nd, port, "GET", key, user="app").stdout.strip() == "v1", 15,
+                wait_until(lambda nd=node, p=port, k=key: cli(nd, p, "GET", k, user="app").stdout.strip() == "v1", 15,
                            f"{key} on replica {node} ({name})", interval=0.2)
         replica = next(n for n in NODES if n != master)
         res = cli(replica, port, "SET", key, "v2", user="app")
@@ -153,7 +153,7 @@ def test_acl_files_hold_only_hashes():
     for node in NODES:
         for name in [*PORTS, "sentinel"]:
             text = docker("exec", node, "cat", f"/etc/redis/hc-{name}.acl").stdout
-            users = re.findall(r"^user (\S+) (on|off)", text, re.M)
+            users = re.findall(r"^user (\S+) (on|off)", text, re.MULTILINE)
             assert ("default", "off") in users, text
             for s in ("admin", "replication", "sentinel", "monitor", "app"):
                 assert secret(s) not in text, f"plaintext {s} password in hc-{name}.acl on {node}"
@@ -260,7 +260,7 @@ def test_sigkill_of_the_cache_master_loses_no_acknowledged_write():
 def test_converge_after_failover_changes_nothing_and_keeps_the_master():
     before = {name: agreed_master(name) for name in PORTS}
     res = run_playbook(INVENTORY, str(pathlib.Path(__file__).parents[1] / "converge.yml"), timeout=1500)
-    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", res.stdout, re.M)
+    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", res.stdout, re.MULTILINE)
     assert recap and all(c == "0" for _h, c in recap), f"converge after the failover changed something: {recap}\n" + \
         "\n".join(line for line in res.stdout.splitlines() if line.startswith("changed:"))[-3000:]
     after = {name: agreed_master(name) for name in PORTS}
