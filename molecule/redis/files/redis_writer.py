@@ -32,7 +32,7 @@ for n in range(a.count):
     cmds = f"SET {a.prefix}{n} {n}\nWAIT 1 {a.wait_ms}\n"
     try:
         res = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(a.port), "-t", "2", "--user", a.user],
-                             input=cmds, capture_output=True, text=True, timeout=5, check=False)
+                             input=cmds, capture_output=True, text=True, timeout=3, check=False)
         lines = res.stdout.split()
         set_ok = bool(lines) and lines[0] == "OK"
         acked = set_ok and len(lines) > 1 and lines[1].isdigit() and int(lines[1]) >= 1
