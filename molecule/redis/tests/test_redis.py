@@ -37,7 +37,7 @@ def secret(name):
     return (SECRETS / name).read_text(encoding="utf-8").split()[0]
 
 
-def cli(node, port, *args, user="admin", tls=True, host="127.0.0.1", password=None, stdin=None, timeout=30):
+def cli(node, port, *args, user="admin", tls=True, host="127.0.0.1", password=None, stdin=None, timeout=60):
     """redis-cli inside `node`; the password travels in REDISCLI_AUTH (environment), never on the command line."""
     cmd = ["docker", "exec", "-i", "-e", "REDISCLI_AUTH", node, "redis-cli", "-h", host, "-p", str(port), "-t", "5"]
     if tls:
@@ -63,7 +63,7 @@ def sentinel_masters(name):
     """{node: the master's node name or None} as each Sentinel answers for master `name`."""
     answers = {}
     for node in NODES:
-        res = cli(node, SENTINEL, "SENTINEL", "get-master-addr-by-name", name, timeout=15)
+        res = cli(node, SENTINEL, "SENTINEL", "get-master-addr-by-name", name, timeout=60)
         lines = res.stdout.split()
         answers[node] = BY_IP.get(lines[0]) if res.returncode == 0 and len(lines) == 2 else None
     return answers
@@ -76,7 +76,7 @@ def agreed_master(name):
 
 
 def role(node, port):
-    res = cli(node, port, "INFO", "replication", timeout=15)
+    res = cli(node, port, "INFO", "replication", timeout=60)
     return dict(line.split(":", 1) for line in res.stdout.splitlines() if ":" in line)
 
 
