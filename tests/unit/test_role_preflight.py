@@ -110,3 +110,54 @@ def test_pki_bad_input_fails_naming_variable(override, expected):
     assert rc != 0, out[-3000:]
     msgs = failure_messages(out)
     assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
+
+
+REDIS_OK = {f"redis_{u}_password": f"{u}-Secret-0123456789" for u in ("admin", "replication", "sentinel", "monitor", "app")}
+
+
+@pytest.mark.parametrize(
+    "override,drop,expected",
+    [
+        ({}, "redis_app_password", "redis_app_password"),
+        ({"redis_monitor_password": ""}, None, "redis_monitor_password is empty"),
+        ({"redis_admin_password": "short"}, None, "redis_admin_password must match"),
+        ({"redis_sentinel_password": "has space in it 123"}, None, "redis_sentinel_password must match"),
+    ],
+    ids=["missing-password", "empty-password", "short-password", "password-with-space"],
+)
+def test_redis_bad_input_fails_naming_variable(override, drop, expected):
+    extra = {**REDIS_OK, **override}
+    if drop:
+        extra.pop(drop)
+    rc, out = run("redis", extra)
+    assert rc != 0, out[-3000:]
+    msgs = failure_messages(out)
+    assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
+    assert "Redis server, Sentinel and redis-cli" not in out
+
+
+ENDPOINT_OK = {"redis_endpoint_check_password": "monitor-Secret-0123", "redis_endpoint_servers": [
+    {"name": "r1", "address": "10.0.0.11"}]}
+
+
+def test_redis_endpoint_good_input_passes_preflight():
+    rc, out = run("redis_endpoint", ENDPOINT_OK)
+    assert rc == 0, out[-3000:]
+    assert "Servers and services are given" in out
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ({"redis_endpoint_check_password": ""}, "redis_endpoint_check_password is empty"),
+        ({"redis_endpoint_servers": []}, "redis_endpoint_servers must list"),
+        ({"redis_endpoint_services": [{"name": "a", "listen_port": 1, "backend_port": 2},
+                                      {"name": "b", "listen_port": 1, "backend_port": 3}]}, "unique listen ports"),
+    ],
+    ids=["no-password", "no-servers", "duplicate-port"],
+)
+def test_redis_endpoint_bad_input_fails_naming_variable(override, expected):
+    rc, out = run("redis_endpoint", {**ENDPOINT_OK, **override})
+    assert rc != 0, out[-3000:]
+    msgs = failure_messages(out)
+    assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
