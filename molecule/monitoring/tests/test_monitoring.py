@@ -13,7 +13,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
-from testlib import dexec, psql, require_container, wait_until  # noqa: E402
+from testlib import dexec, psql, require_container, wait_until
 
 PG = "monitoring-pg1"
 MON = "monitoring-mon1"
@@ -144,7 +144,9 @@ def test_textfile_metrics_reach_prometheus():
     result = wait_until(series, 60, "certificate expiry days of monitoring-pg1 in Prometheus", interval=3)
     paths = {r["metric"]["path"]: float(r["value"][1]) for r in result}
     assert "/etc/hingecraft/pki/postgresql/server.crt" in paths, sorted(paths)
-    assert all(300 < v <= 366 for v in paths.values()), paths
+    # leaf certificates: pki_cert_valid_days 365; the CA: 3650
+    assert all(300 < v <= 366 for p, v in paths.items() if not p.endswith("/ca.crt")), paths
+    assert all(3600 < v <= 3651 for p, v in paths.items() if p.endswith("/ca.crt")), paths
 
 
 def test_pg_stat_statements_keeps_no_password():
