@@ -80,7 +80,7 @@ def test_alert_inputs_exist():
     """Every metric name the rules read returns at least one series in the lab (catches renamed exporter metrics,
     the anchors' common fault)."""
     names = set()
-    for _, expr in _exprs():
+    for _alert, expr in _exprs():
         names |= set(re.findall(r"\b((?:pg|pgbouncer|pgbackrest|node|hingecraft)_[a-zA-Z0-9_]+)\b", expr))
     missing = sorted(n for n in names if not api("/api/v1/query", f"count({n})")["data"]["result"])
     assert not [n for n in missing if n not in OPTIONAL_INPUTS], missing

@@ -81,7 +81,7 @@ def test_rules_are_static_files():
 
 @pytest.mark.parametrize("alert", sorted(ALERTS))
 def test_alert_has_severity_and_summary(alert):
-    _, rule = ALERTS[alert]
+    rule = ALERTS[alert][1]
     assert rule.get("labels", {}).get("severity") in ("critical", "warning"), alert
     assert rule.get("annotations", {}).get("summary"), alert
     assert "rate(pg_stat_activity_max_tx_duration" not in rule["expr"], "rate() over a gauge never fires (#1277)"

@@ -114,8 +114,9 @@ def test_every_rule_group_is_healthy():
     assert sorted(r["name"] for r in alerts) == sorted(shipped_alerts())
     bad = [(r["name"], r.get("health"), r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
     assert not bad, bad
-    assert {g["name"] for g in groups} == {"hingecraft-node", "hingecraft-postgresql", "hingecraft-replication",
-                                            "hingecraft-pooling", "hingecraft-backup"}
+    expected_groups = {"hingecraft-node", "hingecraft-postgresql", "hingecraft-replication", "hingecraft-pooling",
+                       "hingecraft-backup"}
+    assert {g["name"] for g in groups} == expected_groups
 
 
 def test_exporter_login_has_pg_monitor_and_nothing_else():
