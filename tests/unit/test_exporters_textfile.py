@@ -60,7 +60,7 @@ def metric(text, name, **labels):
 
 
 def test_node_states_and_primary(script):
-    text, _ = run(script, f"cat <<'EOF'\n{NODES_OK}EOF\n")
+    text = run(script, f"cat <<'EOF'\n{NODES_OK}EOF\n")[0]
     assert metric(text, "hingecraft_pgpool_up") == 1
     assert metric(text, "hingecraft_pgpool_primary_node_id") == 0
     assert metric(text, "hingecraft_pgpool_node_up", node_id="0", hostname="pg1") == 1
@@ -70,12 +70,12 @@ def test_node_states_and_primary(script):
 
 
 def test_no_primary_is_minus_one(script):
-    text, _ = run(script, f"cat <<'EOF'\n{NODES_NO_PRIMARY}EOF\n")
+    text = run(script, f"cat <<'EOF'\n{NODES_NO_PRIMARY}EOF\n")[0]
     assert metric(text, "hingecraft_pgpool_primary_node_id") == -1
 
 
 def test_pgpool_not_answering(script):
-    text, _ = run(script, "echo 'could not connect' >&2; exit 2\n")
+    text = run(script, "echo 'could not connect' >&2; exit 2\n")[0]
     assert metric(text, "hingecraft_pgpool_up") == 0
     assert "hingecraft_pgpool_primary_node_id" not in text
 
@@ -87,7 +87,7 @@ def test_hanging_pgpool_is_cut_after_5_seconds(script):
 
 
 def test_certificate_expiry_days(script):
-    text, _ = run(script, "exit 2\n")
+    text = run(script, "exit 2\n")[0]
     days = metric(text, "hingecraft_certificate_expiry_days", path=str(script / "certs" / "server.crt"))
     assert 19.9 < days <= 20.0
 
@@ -106,7 +106,7 @@ def test_output_is_valid_exposition_format(script):
 
 
 def test_metric_families_are_contiguous(script):
-    text, _ = run(script, f"cat <<'EOF'\n{NODES_OK}EOF\n")
+    text = run(script, f"cat <<'EOF'\n{NODES_OK}EOF\n")[0]
     names = [ln.split("{")[0].split(" ")[0] for ln in text.splitlines() if not ln.startswith("#")]
     seen, last = set(), None
     for n in names:
