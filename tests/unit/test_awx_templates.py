@@ -71,7 +71,7 @@ def data(rendered):
 def test_render_is_stable_and_sorted(rendered, data):
     assert rendered[0] == rendered[1], "two renders of the same data differ"
     assert rendered[0].decode() == json.dumps(data, indent=4, sort_keys=True) + "\n", "keys are not sorted"
-    counts = {"credential_types": 1, "execution_environments": 1, "job_templates": 12, "schedules": 2}
+    counts = {"credential_types": 1, "execution_environments": 1, "job_templates": 13, "schedules": 2}
     assert {k: len(v) for k, v in data.items()} == counts
 
 

@@ -161,3 +161,56 @@ def test_redis_endpoint_bad_input_fails_naming_variable(override, expected):
     assert rc != 0, out[-3000:]
     msgs = failure_messages(out)
     assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
+
+
+
+EXPORTERS_OK = {"exporters_postgres_enabled": True, "exporters_postgres_password": "x" * 20,
+                "exporters_postgres_host": "pg1"}
+
+
+def test_exporters_good_input_passes_preflight():
+    rc, out = run("exporters", EXPORTERS_OK)
+    assert rc == 0, out[-3000:]
+    assert "Settings are valid" in out
+    assert "Exporter packages" not in out
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ({"exporters_postgres_password": ""}, "exporters_postgres_password is empty"),
+        ({"exporters_textfile_enabled": True, "exporters_textfile_pgpool_enabled": True},
+         "exporters_textfile_pgpool_password is empty"),
+        ({"exporters_postgres_user": 'x"; DROP ROLE y; --'}, "exporters_postgres_user"),
+        ({"exporters_node_enabled": True, "exporters_node_port": 9187}, "share a port"),
+        ({"exporters_tls_min_version": "TLS10"}, "exporters_tls_min_version"),
+    ],
+    ids=["no-password", "no-pgpool-password", "hostile-user", "port-clash", "tls-version"],
+)
+def test_exporters_bad_input_fails_naming_variable(override, expected):
+    rc, out = run("exporters", {**EXPORTERS_OK, **override})
+    assert rc != 0, out[-3000:]
+    msgs = failure_messages(out)
+    assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
+
+
+def test_monitoring_good_input_passes_preflight():
+    rc, out = run("monitoring", {"monitoring_node_hosts": ["pg1", "mon1"]})
+    assert rc == 0, out[-3000:]
+    assert "Target lists hold host names" in out
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ({"monitoring_alertmanager_receiver": {"webhook_configs": []}}, "monitoring_alertmanager_receiver"),
+        ({"monitoring_scrape_interval": "5s", "monitoring_scrape_timeout": "10s"}, "scrape timeout"),
+        ({"monitoring_node_hosts": ["pg1:9100/x y"]}, "monitoring_*_hosts"),
+    ],
+    ids=["unnamed-receiver", "timeout-over-interval", "bad-host"],
+)
+def test_monitoring_bad_input_fails_naming_variable(override, expected):
+    rc, out = run("monitoring", override)
+    assert rc != 0, out[-3000:]
+    msgs = failure_messages(out)
+    assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
