@@ -163,7 +163,6 @@ def test_redis_endpoint_bad_input_fails_naming_variable(override, expected):
     assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
 
 
-
 EXPORTERS_OK = {"exporters_postgres_enabled": True, "exporters_postgres_password": "x" * 20,
                 "exporters_postgres_host": "pg1"}
 
