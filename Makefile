@@ -17,7 +17,7 @@ export ANSIBLE_FORCE_COLOR := 0
 
 # Molecule scenarios that `make test` runs (each: create, converge, idempotence, verify, destroy), longest first,
 # MOLECULE_JOBS side by side (each scenario has its own containers, network and apt cache).
-MOLECULE_SCENARIOS ?= ha backup postgresql security pki schema
+MOLECULE_SCENARIOS ?= ha backup monitoring redis postgresql security schema pki
 MOLECULE_JOBS ?= 2
 
 .PHONY: help

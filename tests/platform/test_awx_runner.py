@@ -44,6 +44,7 @@ LAB_SECRET_FILES = {
 LAB_SECURITY_ROLES = ("admin_login", "app_ro_login", "app_rw_login", "auditor_login", "backup", "bi_reader_login", "etl",
                       "monitoring", "replication")
 LAB_SECRET_FILES.update({f"security_password_{r}": f"pg_{r}" for r in LAB_SECURITY_ROLES})
+LAB_SECRET_FILES.update({f"redis_{u}_password": f"redis_{u}" for u in ("admin", "app", "monitor", "replication", "sentinel")})
 
 
 @pytest.fixture(scope="module")

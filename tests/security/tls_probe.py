@@ -18,6 +18,9 @@ import sys
 TIMEOUT = 8
 
 
+FOREIGN_CLIENT_ATTEMPTS = 5
+
+
 def startup(user="hc_tls_probe", db="postgres"):
     body = struct.pack("!I", 196608) + b"".join(
         k.encode() + b"\0" + v.encode() + b"\0" for k, v in (("user", user), ("database", db))) + b"\0"
@@ -111,17 +114,22 @@ def main():
     out["platform_client"] = "accepted" if protocol_answer(ok, detail) else "refused"
     out["platform_client_detail"] = detail
     out["platform_client_cert"] = req.get("client_cert")
-    ok, detail = tls_session(req, req["ca"], f"{foreign}/client.crt", f"{foreign}/client.key")
     # the handshake may complete on the client side before the server's verdict arrives (TLS 1.3): the alert then
-    # comes with the first read. Only an alert counts as a rejection; an answer means accepted.
-    if protocol_answer(ok, detail):
-        verdict = "accepted"
-    elif detail.startswith("alert: "):
-        verdict = "rejected"
-    elif ok and detail == "" or "ConnectionResetError" in detail or "EOF" in detail:
-        verdict = "closed"  # the server hung up without an alert: a refusal only with server-side evidence
-    else:
-        verdict = "inconclusive"
+    # comes with the first read. Only an alert counts as a rejection; an answer means accepted. Some servers (Redis)
+    # send the alert and reset at once, and the reset can overtake the alert: a hang-up is probed again, a bounded
+    # number of times, until the alert is read; a server that never sends one stays "closed".
+    for _attempt in range(FOREIGN_CLIENT_ATTEMPTS):
+        ok, detail = tls_session(req, req["ca"], f"{foreign}/client.crt", f"{foreign}/client.key")
+        if protocol_answer(ok, detail):
+            verdict = "accepted"
+        elif detail.startswith("alert: "):
+            verdict = "rejected"
+        elif ok and detail == "" or "ConnectionResetError" in detail or "EOF" in detail:
+            verdict = "closed"  # the server hung up without an alert: a refusal only with server-side evidence
+            continue
+        else:
+            verdict = "inconclusive"
+        break
     out["foreign_client_cert"] = verdict
     out["foreign_client_cert_detail"] = detail
     print(json.dumps(out))
