@@ -6,6 +6,7 @@ on loopback (PgBouncer, 127.0.0.1:6432, TLS verify-full against the lab CA). Eve
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 import time
@@ -38,6 +39,7 @@ GROUPS = _hosts()
 NODES = GROUPS["postgresql"]  # inventory name -> container
 PROXY = next(iter(GROUPS["proxy"].values()))
 ALL_CONTAINERS = sorted({c for g in GROUPS.values() for c in g.values()})
+MON = next(iter(GROUPS["monitoring"].values()))  # the Prometheus + Alertmanager container
 
 
 def secret(name: str) -> str:
@@ -139,3 +141,24 @@ def playbook(name: str, *extra: str, timeout: float = 1800) -> tuple[int, dict, 
     """Run playbooks/<name> against the lab inventory; return (rc, recap per host, output)."""
     res = run_playbook(str(INVENTORY), name, *extra, timeout=timeout, check=False)
     return res.returncode, parse_recap(res.stdout), res.stdout + res.stderr
+
+
+_FETCH = r"""
+import sys, urllib.parse, urllib.request
+url = sys.argv[1]
+if len(sys.argv) > 2:
+    url += "?" + urllib.parse.urlencode({"query": sys.argv[2]})
+with urllib.request.urlopen(url, timeout=10) as r:
+    sys.stdout.write(r.read().decode())
+"""
+
+
+def prometheus(path: str, query: str | None = None) -> dict:
+    """Prometheus' HTTP API on the monitoring host (it listens on that host's loopback only)."""
+    args = ["exec", MON, "python3", "-c", _FETCH, "http://127.0.0.1:9090" + path] + ([query] if query else [])
+    return json.loads(docker(*args, timeout=30).stdout)
+
+
+def prometheus_values(query: str) -> list[float]:
+    """The values of an instant query's series (empty when nothing matches)."""
+    return [float(r["value"][1]) for r in prometheus("/api/v1/query", query)["data"]["result"]]

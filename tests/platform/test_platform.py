@@ -26,6 +26,8 @@ import workload
 BLOCK_BOUND = 30.0  # no client request may hang longer than this: answered or an error
 HEAL_BOUND = 120.0  # the test waits this long for recovery without a person (the target, 60 s, is recorded)
 FAILOVER_BOUND = 60.0
+# textfile timer 15 s + scrape 15 s + rule evaluation 15 s, with room: monitoring sees a failover within this
+ALERT_BOUND = 90.0
 DSN = lab.bouncer_dsn()
 
 
@@ -67,6 +69,12 @@ def _new_primary_elsewhere(old):
         new = [p for p in prim if p != old]
         return (len(new) == 1 and pcp == new), f"primaries={prim} pgpool primary={pcp}"
     return check
+
+
+def _monitoring_sees_primary(node_id):
+    ids = lab.prometheus_values("hingecraft_pgpool_primary_node_id")
+    firing = lab.prometheus_values('ALERTS{alertname="PgpoolFailoverHappened", alertstate="firing"}')
+    return (bool(ids) and all(v == node_id for v in ids) and bool(firing)), f"primary ids {ids}, firing {firing}"
 
 
 def _fault_pgbouncer_restart(primary):
@@ -160,6 +168,13 @@ def test_fault_under_transfer_load(fault, trial, results):
         load.wait_acked(30, 60)
     finally:
         load.stop()
+    seen_by_monitoring_s = None
+    if fault.startswith("primary_"):
+        # Monitoring saw it: Prometheus follows pgpool's new primary and PgpoolFailoverHappened fires
+        new_id = [n["host"] for n in lab.pcp_nodes()].index(lab.writable_primaries()[0])
+        lab.wait_for(lambda: _monitoring_sees_primary(new_id), ALERT_BOUND,
+                     f"Prometheus to see pgpool's new primary (node {new_id}) and PgpoolFailoverHappened firing")
+        seen_by_monitoring_s = round(time.time() - fault_at, 1)
     total_after, ids = workload.total_and_ids(DSN, _pw())
     acked = {tid for tid, _t in load.acked}
     lost = sorted(acked - ids)
@@ -180,6 +195,9 @@ def test_fault_under_transfer_load(fault, trial, results):
         "old_primary": primary,
         "trial": trial,
     }
+    if seen_by_monitoring_s is not None:
+        # from the fault; an upper bound (checked after the platform healed)
+        record["alert_firing_within_s"] = seen_by_monitoring_s
     results.setdefault("faults", {}).setdefault(fault, []).append(record)
     print(f"{fault}: {record}")
     assert total_after == total_before, f"balances changed: {total_before} -> {total_after}"

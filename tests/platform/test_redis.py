@@ -1,73 +1,74 @@
-"""Redis in the lab (draft for the lead to wire in; needs the `redis` group in inventories/lab and
-playbooks/redis.yml imported by site.yml). Checks the layer as a whole: a Sentinel majority per master, TLS only,
-the default user off, a write through the master-following endpoint read back from every replica.
+"""Redis in the lab (playbooks/redis.yml via site.yml, hosts of the `redis` group): a Sentinel majority per
+master, TLS only, the default user off, a write through the master-following endpoint read back from every
+replica, and the lab's Redis fault: SIGKILL of the cache master under WAIT-acknowledged writes through the endpoint
+(0 acknowledged writes lost, writes resume, the old master rejoins as a replica). The second site.yml, which must
+change nothing, runs after this fault too (conftest orders it last).
 
-Secrets: .lab/secrets/redis_{admin,app} (the lab's group vars are expected to take them from there, as for
-PostgreSQL). Every client runs inside a lab container (docker exec redis-cli); every wait has a deadline.
+Secrets: .lab/secrets/redis_{admin,app,monitor} (the lab's group vars take them from there). Every client runs
+inside a lab container (docker exec redis-cli); every wait has a deadline.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 
 import lab
-import pytest
-from testlib import container_ip, wait_until
+from redis_cluster import RedisCluster
+from testlib import wait_until
 
-REDIS = lab.GROUPS.get("redis", {})  # inventory name -> container
-CA = "/etc/hingecraft/pki/redis/ca.crt"
+REDIS = lab.GROUPS["redis"]  # inventory name -> container
 PORTS = {"cache": 6379, "sessions": 6380}
 ENDPOINT = {"cache": 16379, "sessions": 16380}
-
-pytestmark = pytest.mark.skipif(not REDIS, reason="no redis group in inventories/lab yet (issue 13 wiring)")
-
-
-def cli(container, port, *args, user="admin", tls=True, host="127.0.0.1", timeout=30):
-    cmd = ["docker", "exec", "-e", "REDISCLI_AUTH", container, "redis-cli", "-h", host, "-p", str(port), "-t", "5"]
-    if tls:
-        cmd += ["--tls", "--cacert", CA]
-    cmd += ["--user", user, *args]
-    env = dict(os.environ, REDISCLI_AUTH=lab.secret(f"redis_{user}"))
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-
-
-def master_of(name):
-    ips = {container_ip(c): c for c in REDIS.values()}
-    votes = []
-    for c in REDIS.values():
-        res = cli(c, 26379, "SENTINEL", "get-master-addr-by-name", name)
-        lines = res.stdout.split()
-        if res.returncode == 0 and len(lines) == 2:
-            votes.append(ips.get(lines[0]))
-    top = max(set(votes), key=votes.count) if votes else None
-    return top if top and votes.count(top) > len(REDIS) // 2 else None
+SENTINEL = 26379
+CLUSTER = RedisCluster(sorted(REDIS.values()), lambda user: lab.secret(f"redis_{user}"), sentinel_port=SENTINEL)
 
 
 def test_redis_sentinel_majority_and_quorum(results):
-    for name in PORTS:
-        master = wait_until(lambda n=name: master_of(n), 60, f"a Sentinel majority for {name}")
-        for c in REDIS.values():
-            assert cli(c, 26379, "SENTINEL", "CKQUORUM", name).stdout.startswith("OK")
+    for name, port in PORTS.items():
+        master = wait_until(lambda n=name: CLUSTER.agreed_master(n), 60, f"a Sentinel majority for {name}")
+        answers = CLUSTER.sentinel_masters(name)
+        assert set(answers.values()) == {master}, f"{name}: Sentinels disagree: {answers}"
+        for c in CLUSTER.nodes:
+            assert CLUSTER.cli(c, SENTINEL, "SENTINEL", "CKQUORUM", name).stdout.startswith("OK")
+        replicas = [c for c in CLUSTER.nodes if c != master]
+        for c in replicas:
+            r = CLUSTER.role(c, port)
+            assert r.get("role") == "slave" and r.get("master_host") == CLUSTER.ips[master], (name, c, r)
         results.setdefault("redis", {})[f"{name}_master"] = master
 
 
 def test_redis_tls_only_and_default_user_off():
-    c = next(iter(REDIS.values()))
-    for port in [*PORTS.values(), 26379]:
+    c = CLUSTER.nodes[0]
+    for port in [*PORTS.values(), SENTINEL]:
         res = subprocess.run(["docker", "exec", c, "redis-cli", "-p", str(port), "-t", "5", "PING"],
                              capture_output=True, text=True, timeout=30, check=False)
         assert "PONG" not in res.stdout, f"plaintext answered on {port}"
-        res = subprocess.run(["docker", "exec", c, "redis-cli", "--tls", "--cacert", CA, "-p", str(port), "-t", "5",
-                              "PING"], capture_output=True, text=True, timeout=30, check=False)
+        res = CLUSTER.cli(c, port, "PING", user=None)
         assert "NOAUTH" in res.stdout + res.stderr, f"port {port} without a user: {res.stdout}{res.stderr}"
 
 
 def test_redis_endpoint_write_reaches_every_replica():
     key = f"platform:{uuid.uuid4().hex}"
-    c = next(iter(REDIS.values()))
-    assert cli(c, ENDPOINT["cache"], "SET", key, "1", user="app", tls=False).stdout.strip() == "OK"
-    for other in REDIS.values():
-        wait_until(lambda o=other: cli(o, PORTS["cache"], "GET", key, user="app").stdout.strip() == "1", 15,
+    c = CLUSTER.nodes[0]
+    assert CLUSTER.cli(c, ENDPOINT["cache"], "SET", key, "1", user="app", tls=False).stdout.strip() == "OK"
+    for other in CLUSTER.nodes:
+        wait_until(lambda o=other: CLUSTER.cli(o, PORTS["cache"], "GET", key, user="app").stdout.strip() == "1", 15,
                    f"{key} on {other}", interval=0.2)
+
+
+def test_redis_session_key_expires_through_the_endpoint():
+    key = f"sess:{uuid.uuid4().hex}"
+    c = CLUSTER.nodes[-1]
+    res = CLUSTER.cli(c, ENDPOINT["sessions"], user="app", tls=False, stdin=f"SET {key} member-7 EX 2\nTTL {key}\n")
+    lines = res.stdout.split()
+    assert lines[:1] == ["OK"] and 0 < int(lines[1]) <= 2, res.stdout + res.stderr
+    wait_until(lambda: CLUSTER.cli(c, ENDPOINT["sessions"], "EXISTS", key, user="app", tls=False).stdout.strip() == "0",
+               10, f"{key} to expire", interval=0.25)
+
+
+def test_redis_cache_master_sigkill_loses_no_acknowledged_write(results):
+    summary = CLUSTER.sigkill_master_trial("cache", PORTS["cache"], ENDPOINT["cache"], f"lab-chaos:{uuid.uuid4().hex[:8]}:")
+    results.setdefault("redis", {})["cache_master_sigkill"] = summary
+    assert summary["acknowledged_lost"] == 0, f"{summary['acknowledged_lost']} acknowledged writes lost: {summary}"
+    assert summary["seconds_until_writes_resume"] <= 15, f"writes resumed too late (target 5 s): {summary}"

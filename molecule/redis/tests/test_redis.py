@@ -10,7 +10,6 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import sys
 import time
 import uuid
@@ -18,7 +17,8 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
-from testlib import container_ip, docker, require_container, run_playbook, wait_until
+from redis_cluster import RedisCluster
+from testlib import docker, require_container, run_playbook, wait_until
 
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = EPHEMERAL / "secrets"
@@ -28,7 +28,6 @@ CA = "/etc/hingecraft/pki/redis/ca.crt"
 PORTS = {"cache": 6379, "sessions": 6380}
 ENDPOINT = {"cache": 16379, "sessions": 16380}
 SENTINEL = 26379
-WRITER = "/var/tmp/redis_writer.py"
 
 pytestmark = require_container(NODES[0], "redis")
 
@@ -37,47 +36,12 @@ def secret(name):
     return (SECRETS / name).read_text(encoding="utf-8").split()[0]
 
 
-def cli(node, port, *args, user="admin", tls=True, host="127.0.0.1", password=None, stdin=None, timeout=60):
-    """redis-cli inside `node`; the password travels in REDISCLI_AUTH (environment), never on the command line."""
-    cmd = ["docker", "exec", "-i", "-e", "REDISCLI_AUTH", node, "redis-cli", "-h", host, "-p", str(port), "-t", "5"]
-    if tls:
-        cmd += ["--tls", "--cacert", CA]
-    if user:
-        cmd += ["--user", user]
-    env = dict(os.environ, REDISCLI_AUTH=password if password is not None else (secret(user) if user else ""))
-    if not user:
-        env.pop("REDISCLI_AUTH")
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout, input=stdin,
-                          check=False)
+CLUSTER = RedisCluster(NODES, secret, ca=CA, sentinel_port=SENTINEL)
+cli, sentinel_masters, agreed_master, role = CLUSTER.cli, CLUSTER.sentinel_masters, CLUSTER.agreed_master, CLUSTER.role
 
 
 def out(res):
     return (res.stdout + res.stderr).strip()
-
-
-IPS = {n: container_ip(n) for n in NODES}
-BY_IP = {ip: n for n, ip in IPS.items()}
-
-
-def sentinel_masters(name):
-    """{node: the master's node name or None} as each Sentinel answers for master `name`."""
-    answers = {}
-    for node in NODES:
-        res = cli(node, SENTINEL, "SENTINEL", "get-master-addr-by-name", name, timeout=60)
-        lines = res.stdout.split()
-        answers[node] = BY_IP.get(lines[0]) if res.returncode == 0 and len(lines) == 2 else None
-    return answers
-
-
-def agreed_master(name):
-    votes = [m for m in sentinel_masters(name).values() if m]
-    top = max(set(votes), key=votes.count) if votes else None
-    return top if top and votes.count(top) >= 2 else None
-
-
-def role(node, port):
-    res = cli(node, port, "INFO", "replication", timeout=60)
-    return dict(line.split(":", 1) for line in res.stdout.splitlines() if ":" in line)
 
 
 def test_sentinels_agree_and_report_quorum():
@@ -89,7 +53,7 @@ def test_sentinels_agree_and_report_quorum():
             res = wait_until(lambda nd=node, n=name: (r := cli(nd, SENTINEL, "SENTINEL", "CKQUORUM", n)).stdout
                              .startswith("OK") and r, 60, f"CKQUORUM OK from the Sentinel on {node} for {name}")
             print(f"{node} CKQUORUM {name}: {res.stdout.strip()}")
-        print(f"{name}: master {master} ({IPS[master]})")
+        print(f"{name}: master {master} ({CLUSTER.ips[master]})")
 
 
 def test_each_instance_has_one_master_and_two_streaming_replicas():
@@ -100,7 +64,7 @@ def test_each_instance_has_one_master_and_two_streaming_replicas():
         assert roles[masters[0]].get("connected_slaves") == "2", roles[masters[0]]
         for n in NODES:
             if n != masters[0]:
-                assert roles[n].get("master_host") == IPS[masters[0]], roles[n]
+                assert roles[n].get("master_host") == CLUSTER.ips[masters[0]], roles[n]
 
 
 def test_write_on_master_is_read_on_every_replica():
@@ -120,7 +84,7 @@ def test_write_on_master_is_read_on_every_replica():
 def test_plaintext_connections_are_refused():
     for port in [*PORTS.values(), SENTINEL]:
         for node in NODES[:2]:
-            res = cli(NODES[2], port, "PING", tls=False, host=IPS[node])
+            res = cli(NODES[2], port, "PING", tls=False, host=CLUSTER.ips[node])
             assert "PONG" not in res.stdout, f"plaintext PING answered on {node}:{port}"
             print(f"plaintext {node}:{port} -> rc {res.returncode}: {out(res)[:80]}")
 
@@ -186,76 +150,12 @@ def test_session_expires_through_the_endpoint():
     print(f"session key expired {time.monotonic() - started:.2f} s after the check (TTL 2 s)")
 
 
-def _start_writer(node, prefix, count, seconds):
-    docker("cp", str(pathlib.Path(__file__).parents[1] / "files" / "redis_writer.py"), f"{node}:{WRITER}")
-    docker("exec", node, "rm", "-f", "/var/tmp/redis_writer.progress")
-    return subprocess.Popen(
-        ["docker", "exec", "-e", "REDISCLI_AUTH", node, "python3", WRITER, "--prefix", prefix, "--count", str(count),
-         "--seconds", str(seconds)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, REDISCLI_AUTH=secret("app")))
-
-
-def _acked_so_far(node):
-    res = docker("exec", node, "cat", "/var/tmp/redis_writer.progress", check=False)
-    return int(res.stdout.strip() or 0) if res.returncode == 0 else 0
-
-
 def test_sigkill_of_the_cache_master_loses_no_acknowledged_write():
-    old = agreed_master("cache")
-    writer_node = next(n for n in NODES if n != old)
-    prefix = f"chaos:{uuid.uuid4().hex[:8]}:"
-    proc = _start_writer(writer_node, prefix, count=4000, seconds=35)
-    try:
-        wait_until(lambda: proc.poll() is None and _acked_so_far(writer_node) >= 20, 30,
-                   "the writer to get 20 acknowledged writes", interval=0.5)
-        pid = docker("exec", old, "systemctl", "show", "-p", "MainPID", "--value", "redis-server@cache").stdout.strip()
-        assert pid.isdigit() and pid != "0", pid
-        t_kill = time.time()
-        docker("exec", old, "kill", "-KILL", pid)
-        stdout, stderr = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr[-2000:]
-    result = json.loads(stdout)
-    attempts = result["attempts"]
-    acked = [a[0] for a in attempts if a[4]]
-    before = [a for a in attempts if a[2] < t_kill]
-    after = [a for a in attempts if a[1] >= t_kill]
-    first_fail = next((a for a in after if not a[4]), None)
-    resumed = next((a for a in after if a[4] and first_fail and a[1] > first_fail[1]), None)
-    assert before and after, f"the writer did not span the kill ({len(before)} before, {len(after)} after)"
-    assert resumed or not first_fail, f"writes never resumed: last errors {result['errors'][-5:]}"
-    outage = (resumed[2] - t_kill) if first_fail else 0.0
-
-    new = wait_until(lambda: (m := agreed_master("cache")) and m != old and m, 60, "a new cache master")
-    # Every acknowledged write must be on the new master.
-    present = 0
-    for i in range(0, len(acked), 200):
-        chunk = [f"{prefix}{n}" for n in acked[i:i + 200]]
-        present += int(cli(new, PORTS["cache"], "EXISTS", *chunk).stdout.strip())
-    lost = len(acked) - present
-    unacked = [a[0] for a in attempts if not a[4]]
-    unacked_present = 0
-    for i in range(0, len(unacked), 200):
-        chunk = [f"{prefix}{n}" for n in unacked[i:i + 200]]
-        unacked_present += int(cli(new, PORTS["cache"], "EXISTS", *chunk).stdout.strip())
-
-    # The old master comes back (systemd RestartSec) and Sentinel makes it a replica of the new one.
-    t_back = wait_until(lambda: (r := role(old, PORTS["cache"])).get("role") == "slave"
-                        and r.get("master_host") == IPS[new] and r.get("master_link_status") == "up" and time.time(),
-                        120, f"{old} to rejoin as a replica of {new}", interval=1)
-    summary = {
-        "old_master": old, "new_master": new, "writes": len(attempts), "acknowledged": len(acked),
-        "acknowledged_lost": lost, "unacknowledged": len(unacked), "unacknowledged_present": unacked_present,
-        # old_master_is_replica_within_s is an upper bound: it is checked after the writer ends
-        "seconds_until_writes_resume": round(outage, 2), "old_master_is_replica_within_s": round(t_back - t_kill, 1),
-        "first_errors_after_kill": [e for e in result["errors"] if e[0] >= (first_fail[0] if first_fail else 0)][:3],
-    }
+    summary = CLUSTER.sigkill_master_trial("cache", PORTS["cache"], ENDPOINT["cache"], f"chaos:{uuid.uuid4().hex[:8]}:")
     print("REDIS FAILOVER " + json.dumps(summary))
     (EPHEMERAL / "redis_failover.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    assert lost == 0, f"{lost} acknowledged writes lost: {summary}"
-    assert outage <= 15, f"writes resumed only after {outage:.1f} s (target 5 s): {summary}"
+    assert summary["acknowledged_lost"] == 0, f"{summary['acknowledged_lost']} acknowledged writes lost: {summary}"
+    assert summary["seconds_until_writes_resume"] <= 15, f"writes resumed too late (target 5 s): {summary}"
 
 
 def test_converge_after_failover_changes_nothing_and_keeps_the_master():
