@@ -70,6 +70,10 @@ commands:
   returned: always
   type: list
   elements: str
+reason:
+  description: Why the credential was written (created, iterations, password, deleted), or null.
+  returned: always
+  type: str
 mechanisms:
   description: The user's SCRAM mechanisms and iteration counts after the run.
   returned: always
