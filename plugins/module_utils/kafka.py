@@ -117,12 +117,14 @@ def wanted_acls(principal, entries):
     return out
 
 
-def acl_argv(action, acl):
-    """AclCommand arguments that add or remove one ACL tuple."""
+def acl_argv(action, acl, more_operations=()):
+    """AclCommand arguments that add or remove one ACL tuple (and the same binding for `more_operations`)."""
     rtype, name, pattern, principal, host, op, perm = acl
     kind = 'allow' if perm == 'ALLOW' else 'deny'
-    args = [f'--{action}', f'--{kind}-principal', principal, f'--{kind}-host', host,
-            '--operation', {v.upper(): v for v in OPERATIONS.values()}[op.replace('_', '')]]
+    names = {v.upper(): v for v in OPERATIONS.values()}
+    args = [f'--{action}', f'--{kind}-principal', principal, f'--{kind}-host', host]
+    for o in (op,) + tuple(more_operations):
+        args += ['--operation', names[o.replace('_', '')]]
     if rtype == 'CLUSTER':
         args.append('--cluster')
     else:
@@ -131,6 +133,17 @@ def acl_argv(action, acl):
     if action == 'remove':
         args.append('--force')
     return args
+
+
+def acl_batches(action, acls):
+    """One AclCommand call per binding (resource, principal, host, permission) with all its operations."""
+    groups = {}
+    for a in sorted(acls):
+        groups.setdefault((a[0], a[1], a[2], a[3], a[4], a[6]), []).append(a[5])
+    out = []
+    for (rtype, name, pattern, principal, host, perm), ops in groups.items():
+        out.append(acl_argv(action, (rtype, name, pattern, principal, host, ops[0], perm), ops[1:]))
+    return out
 
 
 # ---- SCRAM users --------------------------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ acls:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hingecraft.enterprise_db.plugins.module_utils.kafka import (
-    ACL_COMMAND, OPERATIONS, KafkaCli, acl_argv, kafka_common_argument_spec, parse_acl_list, wanted_acls)
+    ACL_COMMAND, OPERATIONS, KafkaCli, acl_batches, kafka_common_argument_spec, parse_acl_list, wanted_acls)
 
 
 def plan(current, wanted, exclusive):
@@ -135,8 +135,7 @@ def main():
     before = current()
     add, remove = plan(before, wanted_acls(principal, module.params['acls']), module.params['exclusive'])
     for action, items in (('remove', remove), ('add', add)):
-        for acl in items:
-            args = acl_argv(action, acl)
+        for args in acl_batches(action, items):
             if module.check_mode:
                 cli.commands.append(' '.join(['AclCommand'] + args))
             else:

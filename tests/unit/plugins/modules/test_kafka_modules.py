@@ -141,10 +141,12 @@ class FakeCluster:
                  "GROUP" if "--group" in args else "TRANSACTIONAL_ID")
         name = "kafka-cluster" if rtype == "CLUSTER" else self._opt(args, {"TOPIC": "--topic", "GROUP": "--group",
                                                                            "TRANSACTIONAL_ID": "--transactional-id"}[rtype])
-        op = {v: k.upper() for k, v in ku.OPERATIONS.items()}[self._opt(args, "--operation")]
-        acl = (rtype, name, self._opt(args, "--resource-pattern-type").upper(), self._opt(args, f"--{low}-principal"),
-               self._opt(args, f"--{low}-host"), op, kind)
-        (self.acls.add if "--add" in args else self.acls.discard)(acl)
+        ops = [{v: k.upper() for k, v in ku.OPERATIONS.items()}[args[i + 1]]
+               for i, x in enumerate(args) if x == "--operation"]
+        for op in ops:
+            acl = (rtype, name, self._opt(args, "--resource-pattern-type").upper(),
+                   self._opt(args, f"--{low}-principal"), self._opt(args, f"--{low}-host"), op, kind)
+            (self.acls.add if "--add" in args else self.acls.discard)(acl)
         return 0, "", ""
 
 
@@ -203,6 +205,8 @@ def test_acl_exact_set(cluster, capsys):
     assert r["changed"] and stale in cluster.acls and len(cluster.acls) == 2, "check mode changed ACLs"
     code, r = run(kafka_acl, args, capsys)
     assert code == 0 and r["changed"]
+    adds = [c for c in r["commands"] if "--add" in c]
+    assert len(adds) == 3, f"one AclCommand call per binding, got {adds}"
     assert stale not in cluster.acls and other in cluster.acls, "only the managed principal's ACLs may be removed"
     assert {a for a in cluster.acls if a[3] == "User:app"} == {
         ("TOPIC", "donations", "LITERAL", "User:app", "*", "WRITE", "ALLOW"),
