@@ -115,7 +115,9 @@ def test_quorum_of_three_voters_and_three_unfenced_brokers():
     status = tool(NODES[0], "org.apache.kafka.tools.MetadataQuorumCommand", "describe", "--status").stdout
     voters = [line for line in status.splitlines() if line.startswith("CurrentVoters:")]
     assert voters and voters[0].count('"id"') == 3, status
-    endpoints = tool(NODES[0], "org.apache.kafka.tools.ClusterTool", "list-endpoints").stdout
+    endpoints = dexec(NODES[0], "timeout", "100", "/usr/local/sbin/hc-kafka-tool", "org.apache.kafka.tools.ClusterTool",
+                      "list-endpoints", "--bootstrap-server", f"{IPS[NODES[0]]}:9092", "--config",
+                      "/etc/kafka/admin.properties", timeout=120).stdout
     assert sum(1 for line in endpoints.splitlines() if " unfenced " in f" {line} ") == 3, endpoints
 
 
