@@ -13,12 +13,12 @@ CONFIG_COMMAND = 'kafka.admin.ConfigCommand'
 
 
 def kafka_common_argument_spec():
-    return dict(
-        bootstrap_server=dict(type='str', required=True),
-        command_config=dict(type='path', required=True),
-        tool=dict(type='path', default='/usr/local/sbin/hc-kafka-tool'),
-        timeout=dict(type='int', default=120),
-    )
+    return {
+        'bootstrap_server': {'type': 'str', 'required': True},
+        'command_config': {'type': 'path', 'required': True},
+        'tool': {'type': 'path', 'default': '/usr/local/sbin/hc-kafka-tool'},
+        'timeout': {'type': 'int', 'default': 120},
+    }
 
 
 class KafkaCli:
@@ -60,8 +60,8 @@ def parse_topic_describe(text):
                 elif config:  # a value that itself held a comma
                     last = list(config)[-1]
                     config[last] += ',' + item
-            head = dict(name=fields['Topic'], partitions=int(fields['PartitionCount']),
-                        replication_factor=int(fields['ReplicationFactor']), config=config)
+            head = {'name': fields['Topic'], 'partitions': int(fields['PartitionCount']),
+                        'replication_factor': int(fields['ReplicationFactor']), 'config': config}
         elif line.strip().startswith('Topic:') and 'Partition:' in line:
             m = re.search(r'Partition:\s*(\d+).*?Replicas:\s*([\d,]+)', line)
             if m:

@@ -93,9 +93,15 @@ acls:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.hingecraft.enterprise_db.plugins.module_utils.kafka import (
-    ACL_COMMAND, OPERATIONS, KafkaCli, acl_batches, kafka_common_argument_spec, parse_acl_list, wanted_acls)
+    ACL_COMMAND,
+    OPERATIONS,
+    KafkaCli,
+    acl_batches,
+    kafka_common_argument_spec,
+    parse_acl_list,
+    wanted_acls,
+)
 
 
 def plan(current, wanted, exclusive):
@@ -110,16 +116,16 @@ def _show(acls):
 def main():
     spec = kafka_common_argument_spec()
     spec.update(
-        principal=dict(type='str', required=True),
-        acls=dict(type='list', elements='dict', default=[], options=dict(
-            resource_type=dict(type='str', required=True, choices=['topic', 'group', 'cluster', 'transactional_id']),
-            name=dict(type='str'),
-            pattern_type=dict(type='str', choices=['literal', 'prefixed'], default='literal'),
-            operations=dict(type='list', elements='str', required=True, choices=sorted(OPERATIONS)),
-            permission=dict(type='str', choices=['allow', 'deny'], default='allow'),
-            host=dict(type='str', default='*'),
-        )),
-        exclusive=dict(type='bool', default=True),
+        principal={'type': 'str', 'required': True},
+        acls={'type': 'list', 'elements': 'dict', 'default': [], 'options': {
+            'resource_type': {'type': 'str', 'required': True, 'choices': ['topic', 'group', 'cluster', 'transactional_id']},
+            'name': {'type': 'str'},
+            'pattern_type': {'type': 'str', 'choices': ['literal', 'prefixed'], 'default': 'literal'},
+            'operations': {'type': 'list', 'elements': 'str', 'required': True, 'choices': sorted(OPERATIONS)},
+            'permission': {'type': 'str', 'choices': ['allow', 'deny'], 'default': 'allow'},
+            'host': {'type': 'str', 'default': '*'},
+        }},
+        exclusive={'type': 'bool', 'default': True},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     principal = module.params['principal']
@@ -142,7 +148,7 @@ def main():
                 cli.run(ACL_COMMAND, args)
     after = current() if (add or remove) and not module.check_mode else before
     module.exit_json(changed=bool(add or remove), commands=cli.commands, acls=_show(after),
-                     diff=dict(before='\n'.join(_show(before)) + '\n', after='\n'.join(_show(after)) + '\n'))
+                     diff={'before': '\n'.join(_show(before)) + '\n', 'after': '\n'.join(_show(after)) + '\n'})
 
 
 if __name__ == '__main__':

@@ -87,9 +87,12 @@ import re
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.hingecraft.enterprise_db.plugins.module_utils.kafka import (
-    CONFIG_COMMAND, KafkaCli, kafka_common_argument_spec, parse_scram_describe)
+    CONFIG_COMMAND,
+    KafkaCli,
+    kafka_common_argument_spec,
+    parse_scram_describe,
+)
 
 PASSWORD = re.compile(r'^[A-Za-z0-9_.~+@%:/-]+$')
 FINGERPRINT_ROUNDS = 200000
@@ -126,12 +129,12 @@ def needs_update(mechs, mechanism, iterations, fingerprint_text, password):
 def main():
     spec = kafka_common_argument_spec()
     spec.update(
-        name=dict(type='str', required=True),
-        password=dict(type='str', no_log=True),
-        mechanism=dict(type='str', choices=['SCRAM-SHA-512', 'SCRAM-SHA-256'], default='SCRAM-SHA-512'),
-        iterations=dict(type='int', default=8192),
-        fingerprint_dir=dict(type='path', default='/var/lib/hingecraft/kafka-scram'),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        name={'type': 'str', 'required': True},
+        password={'type': 'str', 'no_log': True},
+        mechanism={'type': 'str', 'choices': ['SCRAM-SHA-512', 'SCRAM-SHA-256'], 'default': 'SCRAM-SHA-512'},
+        iterations={'type': 'int', 'default': 8192},
+        fingerprint_dir={'type': 'path', 'default': '/var/lib/hingecraft/kafka-scram'},
+        state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_if=[('state', 'present', ['password'])])

@@ -70,9 +70,14 @@ topic:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.hingecraft.enterprise_db.plugins.module_utils.kafka import (
-    CONFIG_COMMAND, TOPIC_COMMAND, KafkaCli, config_changes, kafka_common_argument_spec, parse_topic_describe)
+    CONFIG_COMMAND,
+    TOPIC_COMMAND,
+    KafkaCli,
+    config_changes,
+    kafka_common_argument_spec,
+    parse_topic_describe,
+)
 
 
 def plan(current, params):
@@ -110,11 +115,11 @@ def plan(current, params):
 def main():
     spec = kafka_common_argument_spec()
     spec.update(
-        name=dict(type='str', required=True),
-        partitions=dict(type='int'),
-        replication_factor=dict(type='int'),
-        config=dict(type='dict', default={}),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        name={'type': 'str', 'required': True},
+        partitions={'type': 'int'},
+        replication_factor={'type': 'int'},
+        config={'type': 'dict', 'default': {}},
+        state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     cli = KafkaCli(module)
@@ -134,7 +139,7 @@ def main():
             cli.run(main_class, args)
     after = describe() if steps and not module.check_mode else before
     module.exit_json(changed=bool(steps), commands=cli.commands, topic=after,
-                     diff=dict(before=before or {}, after=after or {}))
+                     diff={'before': before or {}, 'after': after or {}})
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ scenario's own Docker network, verifying the brokers' certificates against the s
 Kafka CLI inside a container. Tests run in file order; the chaos test and the converge after it come last.
 """
 
+import collections
 import os
 import pathlib
 import socket
@@ -25,7 +26,7 @@ from molecule_check import parse_recap
 from testlib import container_ip, dexec, require_container, run_playbook, wait_until
 
 confluent_kafka = pytest.importorskip("confluent_kafka", reason="confluent-kafka is in requirements-test.txt")
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = EPHEMERAL / "secrets"
@@ -229,7 +230,7 @@ def test_sigkill_of_a_broker_under_acks_all_load_loses_no_acknowledged_message()
     lost = set(acked) - seen
     print(f"SIGKILL {victim} (leader of partition 0) at {killed_at:.1f} s, after {acked_before_kill} acks: "
           f"sent {sent[0]}, acked {len(acked)}, delivery errors {len(errors)}, consumed {len(seen)}, "
-          f"duplicates read {dupes}, lost {len(lost)}")
+          f"duplicates read {dupes}, lost {len(lost)}; error kinds {collections.Counter(e.name() for e in errors)}")
     assert not lost, f"{len(lost)} acknowledged messages were lost, e.g. {sorted(lost)[:5]}"
     assert len(acked) + len(errors) == sent[0], "some messages got neither an ack nor an error"
     # The killed broker comes back (Restart=on-failure) and catches up.
