@@ -23,7 +23,7 @@ options:
     type: str
     required: true
   password:
-    description: "Password; required with O(state=present). Letters, digits and C(_ . ~ + @ %: / -) only."
+    description: "Password; required with O(state=present). Letters, digits and C(_ . ~ + @ % : / -) only."
     type: str
   mechanism:
     description: SCRAM mechanism.
