@@ -152,6 +152,11 @@ def test_every_template_runs_an_existing_playbook(data):
 def test_every_runbook_has_a_template(data):
     """Every playbook a user runs gets a template: all of playbooks/ but site.yml's layers, the lab and this one."""
     books = {p.stem for p in (ROOT / "playbooks").glob("*.yml")} - site_layers() - {"lab", "awx_configure"}
+    # Layers built but not yet imported by site.yml (their component has not joined the lab): they become site
+    # layers, not runbooks. Remove a name here when site.yml imports it.
+    pending_layers = {"kafka"}
+    assert not pending_layers & site_layers(), "site.yml imports it now: drop it from pending_layers"
+    books -= pending_layers
     covered = {pathlib.Path(t["playbook"]).stem for t in data["job_templates"]}
     assert covered == books, f"no template: {sorted(books - covered)}; unknown: {sorted(covered - books)}"
     site = sorted(t["job_type"] for t in data["job_templates"] if t["playbook"] == "playbooks/site.yml")
