@@ -48,6 +48,11 @@ def gateway_problems(spec):
         problems.append("gateway_api_key_header must be a header name")
     if int(spec.get("max_body_bytes", 0)) < 1:
         problems.append("gateway_max_body_bytes must be positive")
+    kong = spec.get("kong", {})
+    if spec.get("engine") == "kong" and kong.get("rate_limit_policy") == "redis" \
+            and not (kong.get("redis") or {}).get("password"):
+        problems.append("gateway_kong_redis_password is empty: the redis rate-limiting policy logs in to Redis "
+                        "(supply it from the vault, or set gateway_kong_rate_limit_policy: local)")
     ups = {}
     for u in spec.get("upstreams", []):
         if not NAME_RE.match(str(u.get("name", ""))):

@@ -26,8 +26,8 @@ SPEC = {
     "consumers": [{"name": "wix_site", "api_key": KEY_A, "rate_limit": {"requests": 5, "period_s": 60}},
                   {"name": "bi", "api_key": "b" * 40}],
     "kong": {"rate_limit_policy": "redis", "fault_tolerant": False,
-             "redis": {"host": "127.0.0.1", "port": 16379, "username": "kong", "password": "p" * 24, "ssl": True,
-                       "server_name": "redis-endpoint", "timeout": 2000}},
+             "redis": {"host": "127.0.0.1", "port": 16379, "username": "app", "password": "p" * 24, "ssl": False,
+                       "server_name": "", "timeout": 2000}},
 }
 
 PLUGIN_FIELDS = {
@@ -78,7 +78,7 @@ def test_rendered_config_passes_own_schema_check():
         in v1["plugins"]
     rl = next(c for c in doc["consumers"] if c["username"] == "wix_site")["plugins"][0]["config"]
     assert rl["minute"] == 5 and rl["policy"] == "redis" and rl["fault_tolerant"] is False
-    assert rl["redis"]["ssl_verify"] is True and rl["sync_rate"] == -1
+    assert rl["redis"]["ssl"] is False and rl["redis"]["port"] == 16379 and rl["sync_rate"] == -1
 
 
 def test_own_schema_check_catches_a_dangling_upstream():
@@ -117,6 +117,7 @@ def test_deck_validates_offline(tmp_path):
     (lambda s: s["consumers"][1].update(api_key=KEY_A), "API keys must be unique"),
     (lambda s: s["routes"][0].update(sunset='x"\nhttp-request deny'), "sunset has characters"),
     (lambda s: s.update(engine="nginx"), "gateway_engine must be haproxy or kong"),
+    (lambda s: s["kong"]["redis"].update(password=""), "gateway_kong_redis_password is empty"),
 ])
 def test_bad_inputs_are_named(mutate, message):
     spec = copy.deepcopy(SPEC)
