@@ -3,9 +3,7 @@
 """The gateway role's one declarative input: checks (gateway_problems) and the Kong DB-less rendering
 (kong_declarative). Pure functions, unit-tested (tests/unit/test_gateway_kong.py, with decK when present)."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import re
 

@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "roles" / "adapter" / "files"))
 
-from hc_adapter import query  # noqa: E402
-from hc_adapter.query import BadRequest  # noqa: E402
+from hc_adapter import query
+from hc_adapter.query import BadRequest
 
 MEMBERS = query.COLLECTIONS["members"]
 HOSTILE = 'x"; DROP TABLE members; --'

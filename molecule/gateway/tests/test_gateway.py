@@ -22,7 +22,7 @@ import requests
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
-from testlib import container_ip, docker, psql, require_container  # noqa: E402
+from testlib import container_ip, docker, psql, require_container
 
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = EPHEMERAL / "secrets"
@@ -229,7 +229,7 @@ def test_hostile_filters_are_refused_or_data():
     assert call("/v2/data/find", {"collectionName": "members", "sort": sort}, tok=token()).status_code == 400
     assert call("/v2/data/get", {"collectionName": "members", "itemId": "1 OR 1=1"}, tok=token()).status_code == 400
     # the table survives and still holds the row
-    assert psql(PG, "SELECT count(*) FROM app.members WHERE member_id = %d" % MEMBER_ID, db="hingecraft") == "1"
+    assert psql(PG, f"SELECT count(*) FROM app.members WHERE member_id = {MEMBER_ID}", db="hingecraft") == "1"
 
 
 def test_tenant_isolation():

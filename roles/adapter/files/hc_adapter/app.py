@@ -110,15 +110,13 @@ class Adapter:
     async def run(self, tenant, statements):
         """Run [(query, params, fetch)] in one transaction under the tenant; returns the results in order."""
         results = []
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                async with conn.cursor() as cur:
-                    await cur.execute(
-                        "SELECT set_config('statement_timeout', %s, true), set_config(%s, %s, true)",
-                        (f"{self.cfg['statement_timeout_ms']}ms", self.cfg["tenant_setting"], tenant))
-                    for q, params, fetch in statements:
-                        await cur.execute(q, params)
-                        results.append(await cur.fetchall() if fetch == "all" else await cur.fetchone())
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "SELECT set_config('statement_timeout', %s, true), set_config(%s, %s, true)",
+                (f"{self.cfg['statement_timeout_ms']}ms", self.cfg["tenant_setting"], tenant))
+            for q, params, fetch in statements:
+                await cur.execute(q, params)
+                results.append(await cur.fetchall() if fetch == "all" else await cur.fetchone())
         return results
 
     async def body(self, request):

@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from ansible_collections.hingecraft.enterprise_db.plugins.filter.gateway import gateway_problems, kong_declarative
 
 KEY_A = "k" * 32
