@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+sys.dont_write_bytecode = True  # no __pycache__ in the role's files (the role copies the directory)
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "roles" / "adapter" / "files"))
 
 from hc_adapter import query

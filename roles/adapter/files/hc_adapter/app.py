@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 import jwt
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -66,7 +67,7 @@ class HttpError(Exception):
 
 def conninfo(cfg, secrets):
     db = cfg["database"]
-    return psycopg.conninfo.make_conninfo(
+    return make_conninfo(
         host=db["host"], port=db["port"], dbname=db["name"], user=db["user"], password=secrets["db_password"],
         sslmode="verify-full", sslrootcert=db["ca_file"], connect_timeout=db["connect_timeout_s"],
         application_name="hc_adapter", keepalives=1, keepalives_idle=30, keepalives_interval=10,
