@@ -78,7 +78,7 @@ def test_nested_logic_and_text_operators():
         {"operator": "$hasSome", "fieldName": "country", "value": ["US", "GB"]},
         {"operator": "$eq", "fieldName": "bio", "value": None}]}
     text, params = render(query.count(MEMBERS, flt))
-    assert text.startswith('SELECT count(*) FROM "members" WHERE ((starts_with("display_name"::text, %s) OR ')
+    assert text.startswith('SELECT count(*) FROM "app"."members" WHERE ((starts_with("display_name"::text, %s) OR ')
     assert '"country" = ANY(%s)' in text and '"bio" IS NULL' in text
     # LIKE wildcards are not interpreted: the text operators compare literally
     assert "LIKE" not in text
@@ -119,7 +119,7 @@ def test_paging_defaults():
 def test_insert_sets_tenant_from_setting_and_refuses_tenant_field():
     item = {"_id": "7", "country": "US", "email": "e@x", "display_name": HOSTILE}
     text, params = render(query.insert(MEMBERS, item, "app.tenant_id"))
-    assert text.startswith('INSERT INTO "members" ("member_id", "country", "email", "display_name", "tenant_id") '
+    assert text.startswith('INSERT INTO "app"."members" ("member_id", "country", "email", "display_name", "tenant_id") '
                            "VALUES (%s, %s, %s, %s, current_setting('app.tenant_id'))")
     assert params == [7, "US", "e@x", HOSTILE]
     with pytest.raises(BadRequest, match="unknown field"):
@@ -130,18 +130,24 @@ def test_insert_sets_tenant_from_setting_and_refuses_tenant_field():
 
 def test_update_and_remove():
     text, params = render(query.update(MEMBERS, {"_id": 7, "bio": "b"}))
-    assert text.startswith('UPDATE "members" SET "bio" = %s WHERE "member_id" = %s RETURNING ')
+    assert text.startswith('UPDATE "app"."members" SET "bio" = %s WHERE "member_id" = %s RETURNING ')
     assert params == ["b", 7]
     with pytest.raises(BadRequest, match="no fields"):
         query.update(MEMBERS, {"_id": 7})
     text, params = render(query.remove(MEMBERS, 7))
-    assert text.startswith('DELETE FROM "members" WHERE "member_id" = %s RETURNING ') and params == [7]
+    assert text.startswith('DELETE FROM "app"."members" WHERE "member_id" = %s RETURNING ') and params == [7]
 
 
 def test_unknown_collection():
     for name in ["tenants", "members; DROP TABLE members", None, "pg_authid"]:
         with pytest.raises(BadRequest, match="unknown collection"):
             query.collection(name)
+
+
+def test_other_schema_is_quoted():
+    coll = query.with_schema('x"; DROP SCHEMA app; --')["clubs"]
+    text, _ = render(query.count(coll, {}))
+    assert text == 'SELECT count(*) FROM "x""; DROP SCHEMA app; --"."clubs" WHERE TRUE'
 
 
 def test_schema_lists_every_field_and_no_tenant():

@@ -83,6 +83,7 @@ class Adapter:
             reconnect_timeout=cfg["pool"]["reconnect_timeout_s"], open=False,
             kwargs={"autocommit": False, "prepare_threshold": None})
         self.tenants = set(cfg["tenants"])
+        self.collections = query.with_schema(cfg["database"]["schema"])
 
     # -- authentication ---------------------------------------------------------------------------------------
     def authenticate(self, request):
@@ -138,13 +139,13 @@ class Adapter:
         if name == "provision":
             return {}
         if name == "schemas_list":
-            return {"schemas": [query.schema(c, p["max_limit"]) for c in query.COLLECTIONS.values()]}
+            return {"schemas": [query.schema(c, p["max_limit"]) for c in self.collections.values()]}
         if name == "schemas_find":
             ids = data.get("schemaIds")
             if not isinstance(ids, list) or not ids:
                 raise BadRequest("schemaIds must be a non-empty list")
-            return {"schemas": [query.schema(query.collection(i), p["max_limit"]) for i in ids]}
-        coll = query.collection(data.get("collectionName"))
+            return {"schemas": [query.schema(query.collection(i, self.collections), p["max_limit"]) for i in ids]}
+        coll = query.collection(data.get("collectionName"), self.collections)
         request.state.collection = coll.name
         if name == "get":
             (row,) = await self.run(tenant, [(*query.get(coll, data.get("itemId")), "one")])

@@ -6,7 +6,7 @@ a query parameter. Anything unknown raises BadRequest (HTTP 400). This module ne
 tests import it without the web stack.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from psycopg import sql
 
@@ -28,6 +28,11 @@ class Collection:
     table: str
     key: str
     fields: dict = field(default_factory=dict)  # name -> wix type: text | number | boolean | datetime | object
+    schema: str = "app"  # always schema-qualified: the session's search_path plays no part
+
+    @property
+    def ident(self):
+        return sql.Identifier(self.schema, self.table)
 
     def column(self, name):
         if name == "_id":
@@ -62,10 +67,16 @@ OPERATORS = sorted(list(COMPARISONS) + list(LOGICAL) + list(TEXT_OPS) + ["$not",
 SCALARS = (str, int, float, bool)
 
 
-def collection(name):
-    if not isinstance(name, str) or name not in COLLECTIONS:
+def with_schema(schema):
+    """The collections in another schema than roles/schema's default `app` (adapter_db_schema)."""
+    return {k: replace(v, schema=schema) for k, v in COLLECTIONS.items()}
+
+
+def collection(name, collections=None):
+    collections = COLLECTIONS if collections is None else collections
+    if not isinstance(name, str) or name not in collections:
         raise BadRequest("unknown collection")
-    return COLLECTIONS[name]
+    return collections[name]
 
 
 def _scalar(value):
@@ -170,7 +181,7 @@ def _columns(coll):
 def find(coll, flt, sort, skip, limit):
     params = []
     cond = where(coll, flt or {}, params)
-    q = sql.SQL("SELECT {} FROM {} WHERE {}").format(_columns(coll), sql.Identifier(coll.table), cond)
+    q = sql.SQL("SELECT {} FROM {} WHERE {}").format(_columns(coll), coll.ident, cond)
     q += order_by(coll, sort) + sql.SQL(" LIMIT %s OFFSET %s")
     return q, [*params, limit, skip]
 
@@ -178,12 +189,12 @@ def find(coll, flt, sort, skip, limit):
 def count(coll, flt):
     params = []
     cond = where(coll, flt or {}, params)
-    return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(sql.Identifier(coll.table), cond), params
+    return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(coll.ident, cond), params
 
 
 def get(coll, item_id):
     q = sql.SQL("SELECT {} FROM {} WHERE {} = %s LIMIT 1").format(
-        _columns(coll), sql.Identifier(coll.table), sql.Identifier(coll.key))
+        _columns(coll), coll.ident, sql.Identifier(coll.key))
     return q, [_key_value(coll, coll.key, item_id)]
 
 
@@ -212,7 +223,7 @@ def insert(coll, item, tenant_setting):
     cols = [sql.Identifier(c) for c in values] + [sql.Identifier("tenant_id")]
     marks = [sql.Placeholder()] * len(values) + [sql.SQL("current_setting({})").format(sql.Literal(tenant_setting))]
     q = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING {}").format(
-        sql.Identifier(coll.table), sql.SQL(", ").join(cols), sql.SQL(", ").join(marks), _columns(coll))
+        coll.ident, sql.SQL(", ").join(cols), sql.SQL(", ").join(marks), _columns(coll))
     return q, list(values.values())
 
 
@@ -225,13 +236,13 @@ def update(coll, item):
         raise BadRequest("item has no fields to update")
     sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
     q = sql.SQL("UPDATE {} SET {} WHERE {} = %s RETURNING {}").format(
-        sql.Identifier(coll.table), sets, sql.Identifier(coll.key), _columns(coll))
+        coll.ident, sets, sql.Identifier(coll.key), _columns(coll))
     return q, [*values.values(), key]
 
 
 def remove(coll, item_id):
     q = sql.SQL("DELETE FROM {} WHERE {} = %s RETURNING {}").format(
-        sql.Identifier(coll.table), sql.Identifier(coll.key), _columns(coll))
+        coll.ident, sql.Identifier(coll.key), _columns(coll))
     return q, [_key_value(coll, coll.key, item_id)]
 
 
