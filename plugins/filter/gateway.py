@@ -1,9 +1,7 @@
 # Copyright: HingeCraft platform engineering
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The gateway role's one declarative input: checks (gateway_problems) and the Kong DB-less rendering
-(kong_declarative). Pure functions, unit-tested (tests/unit/test_gateway_kong.py, with decK when present)."""
-
-
+(kong_declarative). Pure functions, unit-tested (tests/unit/plugins/filter/test_gateway_kong.py, with decK when present)."""
 
 import re
 

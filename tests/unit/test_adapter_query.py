@@ -146,8 +146,8 @@ def test_unknown_collection():
 
 def test_other_schema_is_quoted():
     coll = query.with_schema('x"; DROP SCHEMA app; --')["clubs"]
-    text, _ = render(query.count(coll, {}))
-    assert text == 'SELECT count(*) FROM "x""; DROP SCHEMA app; --"."clubs" WHERE TRUE'
+    text, params = render(query.count(coll, {}))
+    assert text == 'SELECT count(*) FROM "x""; DROP SCHEMA app; --"."clubs" WHERE TRUE' and params == []
 
 
 def test_schema_lists_every_field_and_no_tenant():

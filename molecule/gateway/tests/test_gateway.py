@@ -98,7 +98,7 @@ def test_v1_and_v2_reach_their_versions():
 
 
 def test_over_the_limit_429_with_retry_after():
-    codes = [call("/v2/health", api_key="limited", method="GET").status_code for _ in range(9)]
+    codes = [call("/v2/health", api_key="limited", method="GET").status_code for _attempt in range(9)]
     admitted = codes.count(200)
     print(f"\nMEASURED rate limit 5/60s, concurrency 1, 9 requests: admitted {admitted}, codes {codes}")
     assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}
@@ -107,7 +107,7 @@ def test_over_the_limit_429_with_retry_after():
 
 
 def test_limit_holds_under_concurrency():
-    def one(_):
+    def one(_index):
         return call("/v2/health", api_key="burst", method="GET").status_code
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         codes = list(pool.map(one, range(100)))
