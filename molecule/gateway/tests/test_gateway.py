@@ -75,7 +75,8 @@ def call(path, body=None, api_key="wix_site", tok=None, method="POST", timeout=1
         headers["X-API-Key"] = secret(f"key_{api_key}") if api_key in ("wix_site", "limited", "burst") else api_key
     if tok:
         headers["Authorization"] = f"Bearer {tok}"
-    return HTTP.request(method, BASE + path, json=body, headers=headers, timeout=timeout)
+    # verify= per request: REQUESTS_CA_BUNDLE in the environment would override the session default
+    return HTTP.request(method, BASE + path, json=body, headers=headers, timeout=timeout, verify=CA)
 
 
 # -- gateway contract ---------------------------------------------------------------------------------------------
