@@ -70,9 +70,9 @@ lint: venv tools ## ansible-lint (production), yamllint, ruff, ansible-test sani
 	scripts/sanity.sh
 
 .PHONY: unit
-unit: venv image ## Unit tests, incl. promtool/amtool tests of every alert rule and route (tools from Debian 13's packages, cached)
+unit: venv tools image ## Unit tests, incl. promtool/amtool tests of every alert rule and route (tools from Debian 13's packages, cached) and decK's offline check of the generated kong.yml
 	scripts/prom-tools.sh >/dev/null
-	HC_REQUIRE_PROMTOOL=1 $(BIN)/pytest -q tests/unit
+	HC_REQUIRE_PROMTOOL=1 HC_REQUIRE_DECK=1 $(BIN)/pytest -q tests/unit
 
 .PHONY: collection
 collection: venv ## The collection as users get it: galaxy build, offline install with its dependencies into .cache/collection, --syntax-check of every playbook from the installed copy

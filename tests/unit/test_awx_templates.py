@@ -154,7 +154,7 @@ def test_every_runbook_has_a_template(data):
     books = {p.stem for p in (ROOT / "playbooks").glob("*.yml")} - site_layers() - {"lab", "awx_configure"}
     # Layers built but not yet imported by site.yml (their component has not joined the lab): they become site
     # layers, not runbooks. Remove a name here when site.yml imports it.
-    pending_layers = {"kafka"}
+    pending_layers = {"kafka", "gateway"}
     assert not pending_layers & site_layers(), "site.yml imports it now: drop it from pending_layers"
     books -= pending_layers
     covered = {pathlib.Path(t["playbook"]).stem for t in data["job_templates"]}

@@ -163,6 +163,60 @@ def test_redis_endpoint_bad_input_fails_naming_variable(override, expected):
     assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
 
 
+ADAPTER_OK = {"adapter_db_password": "x" * 20, "adapter_db_host": "pgbouncer1",
+              "adapter_jwt_public_key": "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----"}
+
+
+def test_adapter_good_input_passes_preflight():
+    rc, out = run("adapter", ADAPTER_OK)
+    assert rc == 0, out[-3000:]
+    assert "Bounds are positive" in out
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ({"adapter_db_password": ""}, "adapter_db_password is empty"),
+        ({"adapter_db_host": ""}, "adapter_db_host is empty"),
+        ({"adapter_jwt_public_key": "secret"}, "adapter_jwt_public_key must be the site's public key"),
+        ({"adapter_jwt_algorithms": ["HS256"]}, "adapter_jwt_algorithms"),
+        ({"adapter_max_limit": 10, "adapter_default_limit": 50}, "default_limit <= max_limit"),
+    ],
+    ids=["no-password", "no-host", "not-a-key", "symmetric-alg", "limits"],
+)
+def test_adapter_bad_input_fails_naming_variable(override, expected):
+    rc, out = run("adapter", {**ADAPTER_OK, **override})
+    assert rc != 0, out[-3000:]
+    assert any(expected in m for m in failure_messages(out)), (expected, out[-3000:])
+
+
+GATEWAY_OK = {"gateway_consumers": [{"name": "wix_site", "api_key": "k" * 32}]}
+
+
+def test_gateway_good_input_passes_preflight():
+    rc, out = run("gateway", GATEWAY_OK)
+    assert rc == 0, out[-3000:]
+    assert "Kong needs a package source" in out
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ({"gateway_consumers": []}, "gateway_consumers: at least one consumer"),
+        ({"gateway_consumers": [{"name": "a", "api_key": "short"}]}, "api_key missing or not 24-256"),
+        ({"gateway_engine": "kong", "gateway_kong_rate_limit_policy": "local"},
+         "gateway_kong_package_source is empty: Kong is not installable"),
+    ],
+    ids=["no-consumers", "short-key", "kong-without-source"],
+)
+def test_gateway_bad_input_fails_naming_variable(override, expected):
+    rc, out = run("gateway", {**GATEWAY_OK, **override})
+    assert rc != 0, out[-3000:]
+    msgs = failure_messages(out)
+    assert any(expected in m for m in msgs), (expected, msgs, out[-3000:])
+    assert "short" not in " ".join(msgs)
+
+
 EXPORTERS_OK = {"exporters_postgres_enabled": True, "exporters_postgres_password": "x" * 20,
                 "exporters_postgres_host": "pg1"}
 

@@ -1,0 +1,1 @@
+"""HingeCraft data adapter (roles/adapter)."""
