@@ -61,7 +61,7 @@ def parse_topic_describe(text):
                     last = list(config)[-1]
                     config[last] += ',' + item
             head = {'name': fields['Topic'], 'partitions': int(fields['PartitionCount']),
-                        'replication_factor': int(fields['ReplicationFactor']), 'config': config}
+                    'replication_factor': int(fields['ReplicationFactor']), 'config': config}
         elif line.strip().startswith('Topic:') and 'Partition:' in line:
             m = re.search(r'Partition:\s*(\d+).*?Replicas:\s*([\d,]+)', line)
             if m:

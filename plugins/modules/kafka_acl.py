@@ -8,6 +8,8 @@ DOCUMENTATION = r"""
 module: kafka_acl
 short_description: Make one principal's Kafka ACLs exactly the listed ones
 version_added: "0.1.0"
+author:
+  - HingeCraft platform engineering (@hingecraft)
 description:
   - Lists the principal's ACLs with C(AclCommand --list --principal), adds the missing ones and, with
     O(exclusive=true), removes the ones not listed, so that the principal can do only what is declared (with
@@ -67,6 +69,7 @@ attributes:
 seealso:
   - name: Kafka authorization and ACLs
     link: https://kafka.apache.org/documentation/#security_authz
+    description: Kafka's authorizer and ACL semantics.
 """
 
 EXAMPLES = r"""

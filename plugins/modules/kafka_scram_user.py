@@ -8,6 +8,8 @@ DOCUMENTATION = r"""
 module: kafka_scram_user
 short_description: Create, update or delete a Kafka SCRAM user through the Kafka CLI
 version_added: "0.1.0"
+author:
+  - HingeCraft platform engineering (@hingecraft)
 description:
   - Reads the user's SCRAM credentials with C(ConfigCommand --describe --entity-type users).
   - Kafka never returns a password or its salted form, so the module keeps a fingerprint on the target (a random
@@ -49,9 +51,11 @@ attributes:
     description: Reads the user and reports the commands it would run without running them.
   diff_mode:
     support: none
+    description: No diff is returned (a password has nothing to show).
 seealso:
   - name: Kafka SASL/SCRAM
     link: https://kafka.apache.org/documentation/#security_sasl_scram
+    description: Kafka's SASL/SCRAM credentials.
 """
 
 EXAMPLES = r"""

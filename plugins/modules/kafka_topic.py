@@ -8,6 +8,8 @@ DOCUMENTATION = r"""
 module: kafka_topic
 short_description: Create, grow, configure or delete a Kafka topic through the Kafka CLI
 version_added: "0.1.0"
+author:
+  - HingeCraft platform engineering (@hingecraft)
 description:
   - Reads the topic with C(TopicCommand --describe), then runs only what differs - create it, raise its partition
     count, set the listed topic settings (C(ConfigCommand --alter --add-config)), or delete it.
@@ -44,6 +46,7 @@ attributes:
 seealso:
   - name: Kafka topic configurations
     link: https://kafka.apache.org/documentation/#topicconfigs
+    description: Kafka's topic-level settings.
 """
 
 EXAMPLES = r"""

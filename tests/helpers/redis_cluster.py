@@ -76,7 +76,8 @@ class RedisCluster:
             present += int(self.cli(node, port, "EXISTS", *keys[i:i + 200]).stdout.strip())
         return present
 
-    def sigkill_master_trial(self, instance, port, endpoint_port, prefix, count=4000, seconds=35, rejoin_s=120):
+    def sigkill_master_trial(self, instance, port, endpoint_port, prefix, count=4000, seconds=35, rejoin_s=120,
+                             warmup_s=30):
         """SIGKILL the master of `instance` under the writer; returns the trial's summary (callers assert on it)."""
         old = self.agreed_master(instance)
         assert old, f"no Sentinel majority names a master for {instance}"
@@ -94,7 +95,7 @@ class RedisCluster:
             return int(res.stdout.strip() or 0) if res.returncode == 0 else 0
 
         try:
-            wait_until(lambda: proc.poll() is None and acked_so_far() >= 20, 30,
+            wait_until(lambda: proc.poll() is None and acked_so_far() >= 20, warmup_s,
                        "the writer to get 20 acknowledged writes", interval=0.5)
             unit = f"redis-server@{instance}"
             pid = docker("exec", old, "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()

@@ -199,8 +199,8 @@ def test_sigkill_of_a_broker_under_acks_all_load_loses_no_acknowledged_message()
         (errors.append(err) if err else acked.append(msg.value().decode()))
 
     def load():
-        p = Producer(client_conf("producer", acks="all", **{"enable.idempotence": True, "linger.ms": 5,
-                                                             "message.timeout.ms": 90000}))
+        conf = {"enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": 90000}
+        p = Producer(client_conf("producer", acks="all", **conf))
         deadline = time.monotonic() + 40
         i = 0
         while i < 20000 and time.monotonic() < deadline and not stop.is_set():
