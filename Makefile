@@ -50,6 +50,10 @@ engine: tools ## Make sure a Docker engine answers (starts dockerd in the backgr
 image: engine ## Build (or reuse) the Debian 13 systemd base image
 	scripts/base-image.sh >/dev/null
 
+.PHONY: package-image
+package-image: image ## Build (or reuse) the Molecule scenarios' image: the base image with the roles' Debian packages unpacked, nothing enabled
+	scripts/package-image.sh >/dev/null
+
 .PHONY: lab
 lab: venv image ## Bring up the lab: containers on a private network, then playbooks/site.yml
 	$(BIN)/ansible-playbook playbooks/lab.yml
@@ -87,11 +91,11 @@ integration: venv image ## Modules against a real PostgreSQL 17 container
 	$(BIN)/pytest -q tests/integration
 
 .PHONY: molecule
-molecule: venv image ## Every Molecule scenario in MOLECULE_SCENARIOS, MOLECULE_JOBS at a time (logs in .cache/molecule)
+molecule: venv package-image ## Every Molecule scenario in MOLECULE_SCENARIOS, MOLECULE_JOBS at a time (logs in .cache/molecule)
 	scripts/molecule-all.sh $(MOLECULE_JOBS) $(MOLECULE_SCENARIOS)
 
 .PHONY: bench-ha
-bench-ha: venv image ## HA benchmark: failover RTO/RPO, 5,000 pooled connections, pgbench -> docs/bench/ha.{json,png}
+bench-ha: venv package-image ## HA benchmark: failover RTO/RPO, 5,000 pooled connections, pgbench -> docs/bench/ha.{json,png}
 	$(BIN)/pip install -q -r requirements-bench.txt
 	$(BIN)/molecule destroy -s ha
 	$(BIN)/molecule create -s ha
@@ -115,6 +119,10 @@ platform: lab collection ## Platform acceptance suite: make lab, then writes, th
 platform-tests: venv ## What `make platform` runs once the lab is up: tests/platform, then tests/e2e (needs make lab and make collection)
 	$(BIN)/pytest -q -p no:cacheprovider tests/platform
 	$(BIN)/pytest -q -p no:cacheprovider tests/e2e
+
+.PHONY: platform-full
+platform-full: venv ## platform-tests plus what make test leaves out for time: the AWX site (check) template's full check-mode run of site.yml
+	HC_PLATFORM_FULL=1 $(MAKE) --no-print-directory platform-tests
 
 .PHONY: bench-platform
 bench-platform: venv ## Against a running lab (make lab): the fault matrix with HC_PLATFORM_TRIALS (5) trials of each primary fault -> docs/bench/platform.json

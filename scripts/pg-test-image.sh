@@ -16,21 +16,16 @@ PACKAGES="$PACKAGES postgresql-17-pgaudit postgresql-17-timescaledb postgresql-1
 # Test database: pg_cron runs its jobs from cron.database_name, so the modules' tests use that database.
 TEST_DB=hc_it
 
-base_id=$(docker image inspect -f '{{.Id}}' "$BASE" 2>/dev/null) \
-  || { log "base image $BASE missing: run 'make image' first"; exit 1; }
-recipe_hash=$( { cat "$0"; echo "$base_id"; } | sha256sum | cut -c1-12)
-IMAGE="$REPO:$recipe_hash"
+# shellcheck source=scripts/derived-image.sh
+. "$(dirname "$0")/derived-image.sh"
+IMAGE=$(derived_image_name "$0")
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
   log "test image $IMAGE is cached"
 else
   builder="hc-build-pg17-test-$$"
-  # builders left behind by an interrupted run (ours by name)
-  for old in $(docker ps -aq --filter 'name=^hc-build-pg17-test-'); do docker rm -f "$old" >/dev/null; done
-  mkdir -p "$APT_CACHE"
-  trap 'docker rm -f "$builder" >/dev/null 2>&1 || :' EXIT
   log "building $IMAGE from $BASE (apt-get install, about a minute)"
-  docker run -d --name "$builder" -v "$APT_CACHE:/var/cache/apt/archives" "$BASE" sleep infinity >/dev/null
+  start_builder "$builder"
   docker exec -e DEBIAN_FRONTEND=noninteractive "$builder" bash -euo pipefail -c "
     apt-get update -q >/dev/null
     # The archive cache is shared with other containers: wait (bounded) while another apt holds its lock.
@@ -54,8 +49,7 @@ EOF
     pg_ctlcluster 17 main stop
     rm -rf /var/lib/apt/lists/*
   " >&2
-  docker commit -c 'CMD ["/lib/systemd/systemd"]' -c 'ENV container=docker' "$builder" "$IMAGE" >/dev/null
-  log "built $IMAGE"
+  commit_builder "$builder" "$IMAGE"
 fi
 docker tag "$IMAGE" "$REPO:latest"
 echo "$IMAGE"
