@@ -51,11 +51,11 @@ image: engine ## Build (or reuse) the Debian 13 systemd base image
 	scripts/base-image.sh >/dev/null
 
 .PHONY: package-image
-package-image: image ## Build (or reuse) the Molecule scenarios' image: the base image with the roles' Debian packages unpacked, nothing enabled
+package-image: image ## Build (or reuse) the image the lab and the Molecule scenarios start from: the base image with the roles' Debian packages unpacked, nothing enabled
 	scripts/package-image.sh >/dev/null
 
 .PHONY: lab
-lab: venv image ## Bring up the lab: containers on a private network, then playbooks/site.yml
+lab: venv package-image ## Bring up the lab: containers (from the package image) on a private network, then playbooks/site.yml
 	$(BIN)/ansible-playbook playbooks/lab.yml
 	$(BIN)/ansible-playbook playbooks/site.yml
 	$(PY) scripts/lab_smoke.py
@@ -129,7 +129,7 @@ bench-platform: venv ## Against a running lab (make lab): the fault matrix with 
 	HC_PLATFORM_TRIALS=$${HC_PLATFORM_TRIALS:-5} $(BIN)/pytest -q -p no:cacheprovider tests/platform -k "pooler or one_primary or fault"
 
 .PHONY: test
-test: lint unit collection ee integration ## Everything CI runs: the checks above, then Molecule with `make lab` beside it, then the platform suite
+test: lint unit collection ee integration package-image ## Everything CI runs: the checks above, then Molecule with `make lab` beside it, then the platform suite
 	# The lab's site.yml and the Molecule scenarios mostly wait (systemd, apt, retries, docker exec): measured, a
 	# lab bring-up uses about a third of one core. So the lab comes up while Molecule runs; the platform suite (the
 	# fault matrix) starts only when both are done, on a quiet machine.

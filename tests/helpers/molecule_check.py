@@ -1,12 +1,14 @@
 """Check-mode proof shared by the Molecule scenarios' verify steps.
 
 `converge_in_check_mode()` runs the scenario's own converge.yml with `--check --diff` against the converged
-platform and returns the PLAY RECAP as {host: {ok, changed, failed, ...}}. A scenario asserts two things with it:
+platform and returns the PLAY RECAP as {host: {ok, changed, failed, ...}}. A scenario asserts with it:
 
-- on the converged platform, check mode reports nothing to change and fails nowhere (the roles' check-mode paths
-  work: no task depends on a change check mode skipped);
-- after a deliberate drift (a managed file edited on one host), check mode reports the change and leaves the drift
-  in place (check mode changes nothing), after which the scenario puts the file back itself.
+- `assert_converged_check_is_clean()`: on the converged platform, check mode reports nothing to change and fails
+  nowhere (the roles' check-mode paths work: no task depends on a change check mode skipped);
+- `assert_check_reports_only_the_drift()`: both that and "check mode changes nothing" in one run (each run of a
+  multi-host converge costs minutes): with one managed file drifted on one host, the drifted task (and the handlers
+  it notifies) is the only change reported on any host, nothing fails, and the drift is left in place; the scenario
+  puts the file back itself.
 """
 
 from __future__ import annotations
@@ -53,11 +55,14 @@ def parse_recap(stdout: str) -> dict[str, dict[str, int]]:
 
 
 def changed_tasks(output: str) -> list[str]:
-    """Names of the tasks that reported `changed` in an ansible-playbook output (for assertion messages)."""
+    """Names of the tasks that reported `changed` in an ansible-playbook output; a handler's name is prefixed
+    with `handler: `."""
     names, current = [], None
     for line in output.splitlines():
         if line.startswith("TASK ["):
             current = line[6:line.rfind("]")]
+        elif line.startswith("RUNNING HANDLER ["):
+            current = "handler: " + line[17:line.rfind("]")]
         elif line.startswith("changed:") and current:
             names.append(current)
     return names
@@ -83,21 +88,27 @@ def assert_converged_check_is_clean(scenario: str, hosts: set[str]) -> None:
     assert all(r["changed"] == 0 for r in recap.values()), (recap, changed_tasks(out))
 
 
-def assert_drift_reported_not_fixed(scenario: str, container: str, path: str, marker: str, task: str) -> None:
-    """Append `marker` to a managed file; check mode must report `task` (a task name, without its role prefix)
-    as changed and leave the file as drifted.
-
-    The original content is written back afterwards whatever happens (owner and mode are kept: same inode).
-    """
+def assert_check_reports_only_the_drift(scenario: str, hosts: set[str], container: str, path: str, marker: str,
+                                        task: str) -> None:
+    """Append `marker` to a managed file on `container`, then one check-mode run: every host in `hosts` reached,
+    nothing failed; every other host reports nothing to change; on `container` the tasks reported changed are
+    `task` (a task name, without its role prefix) and the handlers it notifies, nothing else; the file is left as
+    drifted. The original content is written back afterwards whatever happens (same inode: owner and mode kept)."""
+    assert container in hosts, (container, hosts)
     original = _docker("exec", container, "cat", path)
     drifted = original + marker + "\n"
     write = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
     _docker("exec", container, "python3", "-c", write, path, drifted)
     try:
         recap, out = converge_in_check_mode(scenario)
-        assert recap[container]["failed"] == 0, out[-4000:]
+        assert set(recap) >= hosts, recap
+        assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), out[-4000:]
+        clean = {h: r["changed"] for h, r in recap.items() if h != container}
+        assert not any(clean.values()), (clean, changed_tasks(out))
         changed = changed_tasks(out)
         assert any(name.endswith(task) for name in changed), f"check mode did not report the drift in {path}: {changed}"
+        spurious = [n for n in changed if not n.endswith(task) and not n.startswith("handler: ")]
+        assert not spurious, f"check mode reported changes beyond the drift in {path}: {spurious}"
         assert _docker("exec", container, "cat", path) == drifted, f"check mode rewrote {path}"
     finally:
         _docker("exec", container, "python3", "-c", write, path, original)
