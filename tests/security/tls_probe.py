@@ -19,6 +19,7 @@ TIMEOUT = 8
 
 
 FOREIGN_CLIENT_ATTEMPTS = 5
+LISTEN_FIRST = 1.0  # seconds a TLS (non-postgres) probe waits for the server before it sends a request
 
 
 def startup(user="hc_tls_probe", db="postgres"):
@@ -81,6 +82,18 @@ def tls_session(req, cafile, cert=None, key=None):
                 tls.sendall(startup())
                 answer = read_answer(tls)
             else:
+                # Listen before speaking: a server that refuses the client certificate (TLS 1.3: after the
+                # client's side of the handshake is done) sends its alert and closes. Had the probe sent bytes
+                # already, they would sit unread on the server, its close would become a reset, and the reset can
+                # overtake the alert. A server that accepted says nothing first (Redis, pgBackRest): then ask.
+                tls.settimeout(LISTEN_FIRST)
+                try:
+                    early = read_answer(tls)
+                except TimeoutError:
+                    early = None
+                tls.settimeout(TIMEOUT)
+                if early is not None:
+                    return True, early.decode("latin-1")
                 tls.sendall(b"GET /version HTTP/1.0\r\n\r\n")
                 answer = read_answer(tls)
             return True, answer.decode("latin-1")
