@@ -18,7 +18,11 @@ description:
     application''s role, reached through the pooler); for any other role it answers with the tenant that the
     role itself belongs to (a per-tenant role created here), or NULL - no rows - otherwise. Trusted roles
     select a tenant with C(SELECT <registry_schema>.set_tenant(''acme'')), a C(SECURITY DEFINER) function that
-    refuses unknown and retired tenants and is executable only by O(trusted_roles). A trusted role is trusted:
+    refuses unknown and retired tenants and is executable only by O(trusted_roles). The choice holds until the end
+    of the current transaction (C(set_config(..., true))): behind a pooler in transaction mode (PgBouncer, the
+    platform''s default) a server connection passes from client to client between transactions, and a
+    session-wide tenant would follow it to the next client. Call C(set_tenant) at the start of every transaction
+    (in autocommit mode, in the same statement string as the queries). A trusted role is trusted:
     code that runs as it can choose any tenant, which is why it must never run end-user SQL. Superusers, roles
     with C(BYPASSRLS) are not subject to RLS at all; table owners are, because the policy tables are forced.'
   - Retiring a tenant (O(tenants[].state=retired)) keeps its rows, marks it retired, makes C(set_tenant) refuse it,
@@ -184,7 +188,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM {tbl} t WHERE t.tenant_id = p_tenant AND t.status = 'active') THEN
         RAISE EXCEPTION 'unknown or retired tenant: %', p_tenant USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pg_catalog.set_config({setting}, p_tenant, false);
+    PERFORM pg_catalog.set_config({setting}, p_tenant, true);
     RETURN p_tenant;
 END
 """

@@ -108,9 +108,11 @@ def main():
         cur.execute(sql.SQL("SELECT min(month)::text, max(month)::text FROM {}.mv_donation_summary").format(s))
         months_range = cur.fetchone()
 
-        # application session: the trusted role picks a tenant; RLS applies from here on
+        # application session: the trusted role picks a tenant; RLS applies from here on. set_tenant() checks the
+        # tenant and holds for its transaction only (pooler-safe); this direct, unpooled autocommit connection then
+        # keeps the checked tenant for the whole session with the setting itself (trusted roles may).
         cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(a.role)))
-        cur.execute("SELECT tenancy.set_tenant(%s)", (a.tenant,))
+        cur.execute("SELECT tenancy.set_tenant(%s), set_config('app.tenant_id', %s, false)", (a.tenant, a.tenant))
         cur.execute(sql.SQL("SELECT min(member_id), count(*) FROM {}.members").format(s))
         min_id, tenant_members = cur.fetchone()
         out["tenant_members"] = tenant_members

@@ -46,7 +46,8 @@ def args(schema, **kw):
 
 
 def as_role(role, sql_text):
-    out = psql(f'\\pset tuples_only on\n\\pset format unaligned\nSET ROLE {role};\n{sql_text};\n',
+    """`sql_text` as `role` in one transaction (set_tenant's choice lasts until the end of its transaction)."""
+    out = psql(f'\\pset tuples_only on\n\\pset format unaligned\nSET ROLE {role};\nBEGIN;\n{sql_text};\nCOMMIT;\n',
                check=False)
     return out.stdout.strip().splitlines()[-1] if out.returncode == 0 else 'ERROR: ' + out.stderr.strip()
 
@@ -91,6 +92,22 @@ def test_tenants_are_isolated(setup):
     assert as_role(OTHER, f"SET app.tenant_id = 'acme'; SELECT count(*) FROM {notes}") == '0'
     # unknown tenants are refused
     assert 'unknown or retired tenant' in as_role(TRUSTED, f"SELECT {reg}.set_tenant('initech')")
+
+
+def test_tenant_choice_ends_with_its_transaction(setup):
+    # Behind PgBouncer in transaction mode the next transaction on this server connection may be another client's:
+    # the tenant chosen in one transaction must not be there in the next one on the same session.
+    schema = setup
+    out = psql(f"""\\pset tuples_only on
+\\pset format unaligned
+SET ROLE {TRUSTED};
+BEGIN;
+SELECT "{schema}_reg".set_tenant('acme');
+SELECT 'inside:' || count(*) FROM "{schema}".notes;
+COMMIT;
+SELECT 'after:' || count(*) || ':' || coalesce("{schema}_reg".current_tenant(), 'none') FROM "{schema}".notes;
+""").stdout.split()
+    assert out[-2:] == ['inside:3', 'after:0:none'], out
 
 
 def test_retire_tenant(setup):

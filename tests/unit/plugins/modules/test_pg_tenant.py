@@ -57,6 +57,8 @@ def test_function_texts_quote_roles_and_setting():
     assert "current_setting('app.t''x', true)" in ct
     assert '"tenancy"."role_tenant"(current_user)' in ct
     assert 'FROM "tenancy"."tenants"' in texts["set_tenant"]
+    # transaction-scoped: behind a transaction-mode pooler a session-wide tenant would pass to the next client
+    assert "pg_catalog.set_config('app.t''x', p_tenant, true)" in texts["set_tenant"]
 
 
 def test_set_tenant_is_security_definer_current_tenant_is_invoker():
