@@ -1,6 +1,7 @@
-"""A Redis + Sentinel group of containers as the tests see it (Molecule's redis scenario, the lab), and the SIGKILL
-trial both run: a bounded WAIT-acknowledged writer through the loopback endpoint of a replica host, SIGKILL of the
-master, then every acknowledged write looked up on the new master.
+"""A Redis + Sentinel group of containers as the tests see it (Molecule's redis scenario, the lab), and the master
+fault trials they run: a bounded WAIT-acknowledged writer through the loopback endpoint of a replica host, a fault of
+the master (SIGKILL of redis-server; in the lab also a network partition of the master's container), then every
+acknowledged write looked up on the new master and the old master seen back as its replica.
 
 Clients run inside the containers (docker exec redis-cli); passwords travel in REDISCLI_AUTH, never on a command
 line. Every call and every wait is bounded.
@@ -76,9 +77,35 @@ class RedisCluster:
             present += int(self.cli(node, port, "EXISTS", *keys[i:i + 200]).stdout.strip())
         return present
 
-    def sigkill_master_trial(self, instance, port, endpoint_port, prefix, count=4000, seconds=35, rejoin_s=120,
-                             warmup_s=30):
-        """SIGKILL the master of `instance` under the writer; returns the trial's summary (callers assert on it)."""
+    def sigkill_master_trial(self, instance, port, endpoint_port, prefix, **kw):
+        """SIGKILL the master's redis-server under the writer (systemd restarts it); returns the trial's summary."""
+        def kill(old):
+            unit = f"redis-server@{instance}"
+            pid = docker("exec", old, "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
+            assert pid.isdigit() and pid != "0", f"{unit} on {old} has no main PID: {pid!r}"
+            docker("exec", old, "kill", "-KILL", pid)
+        return self.master_fault_trial(instance, port, endpoint_port, prefix, kill, **kw)
+
+    def partition_master_trial(self, instance, port, endpoint_port, prefix, network, cut_after_failover_s=5,
+                               failover_s=45, **kw):
+        """Cut the master's container off `network` under the writer until a Sentinel majority has named another
+        master and `cut_after_failover_s` more (the old master still believes it is the master), then connect it
+        again with its address and alias (Sentinels and replicas know it by address); returns the trial's summary."""
+        def cut(old):
+            ip = self.ips[old]
+            alias = docker("inspect", "-f", "{{.Config.Hostname}}", old).stdout.strip()
+            docker("network", "disconnect", "-f", network, old)
+            try:
+                wait_until(lambda: (m := self.agreed_master(instance)) and m != old, failover_s,
+                           f"a new {instance} master while {old} is cut off", interval=0.5)
+                time.sleep(cut_after_failover_s)
+            finally:
+                docker("network", "connect", "--ip", ip, "--alias", alias, network, old)
+        return self.master_fault_trial(instance, port, endpoint_port, prefix, cut, **kw)
+
+    def master_fault_trial(self, instance, port, endpoint_port, prefix, fault, count=4000, seconds=35, rejoin_s=120,
+                           warmup_s=30):
+        """`fault(old_master)` under the writer, once it has 20 acknowledged writes; the summary callers assert on."""
         old = self.agreed_master(instance)
         assert old, f"no Sentinel majority names a master for {instance}"
         writer_node = next(n for n in self.nodes if n != old)
@@ -97,11 +124,8 @@ class RedisCluster:
         try:
             wait_until(lambda: proc.poll() is None and acked_so_far() >= 20, warmup_s,
                        "the writer to get 20 acknowledged writes", interval=0.5)
-            unit = f"redis-server@{instance}"
-            pid = docker("exec", old, "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
-            assert pid.isdigit() and pid != "0", f"{unit} on {old} has no main PID: {pid!r}"
-            t_kill = time.time()
-            docker("exec", old, "kill", "-KILL", pid)
+            t_fault = time.time()
+            fault(old)
             stdout, stderr = proc.communicate(timeout=seconds + 60)
         finally:
             if proc.poll() is None:
@@ -109,20 +133,20 @@ class RedisCluster:
         assert proc.returncode == 0, stderr[-2000:]
         result = json.loads(stdout)
         attempts = result["attempts"]  # [n, t_start, t_end, set_ok, acked]
-        before = [a for a in attempts if a[2] < t_kill]
-        after = [a for a in attempts if a[1] >= t_kill]
-        assert before and after, f"the writer did not span the kill ({len(before)} before, {len(after)} after)"
+        before = [a for a in attempts if a[2] < t_fault]
+        after = [a for a in attempts if a[1] >= t_fault]
+        assert before and after, f"the writer did not span the fault ({len(before)} before, {len(after)} after)"
         first_fail = next((a for a in after if not a[4]), None)
         resumed = next((a for a in after if a[4] and first_fail and a[1] > first_fail[1]), None)
         assert resumed or not first_fail, f"writes never resumed: last errors {result['errors'][-5:]}"
-        outage = (resumed[2] - t_kill) if first_fail else 0.0
+        outage = (resumed[2] - t_fault) if first_fail else 0.0
 
         new = wait_until(lambda: (m := self.agreed_master(instance)) and m != old and m, 60, f"a new {instance} master")
         acked = [f"{prefix}{a[0]}" for a in attempts if a[4]]
         unacked = [f"{prefix}{a[0]}" for a in attempts if not a[4]]
         lost = len(acked) - self.count_present(new, port, acked)
         unacked_present = self.count_present(new, port, unacked)
-        # The old master comes back (systemd RestartSec) and Sentinel makes it a replica of the new one.
+        # The old master comes back (systemd RestartSec, or its network) and Sentinel makes it a replica of the new one.
         t_back = wait_until(lambda: (r := self.role(old, port)).get("role") == "slave"
                             and r.get("master_host") == self.ips[new] and r.get("master_link_status") == "up"
                             and time.time(), rejoin_s, f"{old} to rejoin as a replica of {new}", interval=1)
@@ -131,6 +155,6 @@ class RedisCluster:
             "acknowledged": len(acked), "acknowledged_lost": lost, "unacknowledged": len(unacked),
             "unacknowledged_present": unacked_present, "seconds_until_writes_resume": round(outage, 2),
             # an upper bound: it is checked after the writer ends
-            "old_master_is_replica_within_s": round(t_back - t_kill, 1),
-            "first_errors_after_kill": [e for e in result["errors"] if e[0] >= (first_fail[0] if first_fail else 0)][:3],
+            "old_master_is_replica_within_s": round(t_back - t_fault, 1),
+            "first_errors_after_fault": [e for e in result["errors"] if e[0] >= (first_fail[0] if first_fail else 0)][:3],
         }
