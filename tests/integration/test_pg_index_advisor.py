@@ -37,13 +37,22 @@ def workload():
 
 
 def exec_ms(query):
-    """Median server execution time of a literal query (EXPLAIN ANALYZE, 5 runs)."""
-    times = []
-    for unused_run in range(5):
-        out = sh(['docker', 'exec', '-i', '-u', 'postgres', CONTAINER, 'psql', '-X', '-q', '-A', '-t', '-v',
-                  'ON_ERROR_STOP=1', '-d', DB, '-c', f'EXPLAIN (ANALYZE, FORMAT JSON) {query}']).stdout
-        times.append(json.loads(out)[0]['Execution Time'])
-    return statistics.median(times)
+    """Median server execution time of a literal query (EXPLAIN ANALYZE, 5 runs), recorded in messages only."""
+    return statistics.median(explain_analyze(query)['Execution Time'] for unused_run in range(5))
+
+
+def blocks(query):
+    """Shared buffers the query touches (hit + read, EXPLAIN (ANALYZE, BUFFERS)): the work the plan does, the same
+    on a loaded machine as on a quiet one - unlike its time."""
+    plan = explain_analyze(query, buffers=True)['Plan']
+    return plan['Shared Hit Blocks'] + plan['Shared Read Blocks']
+
+
+def explain_analyze(query, buffers=False):
+    opts = 'ANALYZE, BUFFERS, FORMAT JSON' if buffers else 'ANALYZE, FORMAT JSON'
+    out = sh(['docker', 'exec', '-i', '-u', 'postgres', CONTAINER, 'psql', '-X', '-q', '-A', '-t', '-v',
+              'ON_ERROR_STOP=1', '-d', DB, '-c', f'EXPLAIN ({opts}) {query}']).stdout
+    return json.loads(out)[0]
 
 
 PROBE = f"SELECT * FROM {S}.members_adv WHERE email = 'u4242@example.org'"
@@ -74,7 +83,7 @@ def data(schema):
     psql(f"INSERT INTO {S}.events_adv SELECT g, 'k' || (g % 100) FROM generate_series(1, 200000) g; "
          f'ANALYZE {S}.events_adv;')
     workload()
-    return {'before_ms': exec_ms(PROBE)}
+    return {'before_ms': exec_ms(PROBE), 'before_blocks': blocks(PROBE)}
 
 
 def adv(**kw):
@@ -138,9 +147,11 @@ def test_apply_verify_and_rerun(data):
                       "LIKE 'hingecraft.enterprise_db.pg_index_advisor %'")
     assert psql_value(f"SELECT to_regclass('{S}.canary') IS NOT NULL") is True
     assert psql_value(f"SELECT count(*) FROM pg_indexes WHERE schemaname = '{S}' AND tablename = '{HOSTILE}'") == 1
-    # the query itself got faster (server execution time, median of 5)
-    after_ms = exec_ms(PROBE)
-    assert after_ms * 10 <= data['before_ms'], f"before {data['before_ms']} ms, after {after_ms} ms"
+    # the query itself does a tenth of the work or less (shared buffers touched; a timed assertion failed under
+    # make test's load with the index used); the times are reported, not asserted
+    after_blocks, after_ms = blocks(PROBE), exec_ms(PROBE)
+    assert after_blocks * 10 <= data['before_blocks'], (
+        f"before {data['before_blocks']} blocks ({data['before_ms']} ms), after {after_blocks} ({after_ms} ms)")
 
     assert not again['failed'], again.get('msg')
     assert again['changed'] is False and again['queries'] == []
