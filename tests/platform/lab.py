@@ -46,9 +46,9 @@ def secret(name: str) -> str:
     return (SECRETS / name).read_text().strip()
 
 
-def node_sql(node: str, query: str, timeout: float = 15, check: bool = True) -> str:
+def node_sql(node: str, query: str, timeout: float = 15, check: bool = True, db: str = "postgres") -> str:
     """One value from a node's PostgreSQL, as postgres over its Unix socket (inside the container)."""
-    res = docker("exec", "-u", "postgres", NODES[node], "psql", "-XAtqw", "-d", "postgres",
+    res = docker("exec", "-u", "postgres", NODES[node], "psql", "-XAtqw", "-d", db,
                  "-v", "ON_ERROR_STOP=1", "-c", f"SET statement_timeout = '{int(timeout)}s'; {query}",
                  timeout=timeout + 10, check=check)
     return res.stdout.strip()

@@ -31,9 +31,7 @@ CLUSTER = RedisCluster(sorted(lab.GROUPS["redis"].values()), lambda user: lab.se
 def primary_sql(query: str) -> str:
     prim = lab.writable_primaries()
     assert len(prim) == 1, f"expected exactly one primary, found {prim}"
-    res = lab.docker("exec", "-u", "postgres", lab.NODES[prim[0]], "psql", "-XAtqw", "-d", "hingecraft",
-                     "-v", "ON_ERROR_STOP=1", "-c", f"SET statement_timeout = '30s'; {query}", timeout=60)
-    return res.stdout.strip()
+    return lab.node_sql(prim[0], query, timeout=30, db="hingecraft")
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +60,9 @@ def member():
 
 def wait_replicated(mid: int, name: str):
     """Reads through PgBouncer may go to a standby (pgpool balances them): wait until every node has the row."""
-    for node, container in lab.NODES.items():
-        wait_until(lambda c=container: lab.docker("exec", "-u", "postgres", c, "psql", "-XAtqw", "-d", "hingecraft",
-                                                  "-c", f"SELECT display_name FROM app.members WHERE member_id = {mid}",
-                                                  timeout=30).stdout.strip() == name,
+    for node in lab.NODES:
+        wait_until(lambda n=node: lab.node_sql(n, f"SELECT display_name FROM app.members WHERE member_id = {mid}",
+                                               db="hingecraft") == name,
                    30, f"member {mid} as {name!r} on {node}", interval=0.5)
 
 
