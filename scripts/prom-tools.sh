@@ -17,7 +17,7 @@ mkdir -p "$dest/debs" "$dest/root" "$dest/bin"
 name=monitoring-promtools-$$
 trap 'docker rm -f "$name" >/dev/null 2>&1 || :' EXIT
 log "downloading promtool and prometheus-alertmanager (Debian 13) in $name"
-docker run -d --name "$name" --cpu-shares 64 "$image" sleep 600 >/dev/null
+docker run -d --name "$name" "$image" sleep 600 >/dev/null
 docker exec "$name" bash -ec 'apt-get update -q >/dev/null && mkdir -p /tmp/debs && cd /tmp/debs &&
   apt-get download -q promtool prometheus-alertmanager >/dev/null && ls'
 docker cp "$name:/tmp/debs/." "$dest/debs/"
