@@ -24,7 +24,7 @@ PACKAGES="postgresql-17 postgresql-client-17 python3-psycopg postgresql-17-pgaud
 PACKAGES="$PACKAGES postgresql-17-timescaledb postgresql-17-pgvector postgresql-17-hypopg postgresql-17-partman"
 PACKAGES="$PACKAGES postgresql-17-pg-qualstats pgbouncer pgpool2 pgbackrest python3-cryptography openssl"
 PACKAGES="$PACKAGES prometheus-node-exporter prometheus-postgres-exporter prometheus promtool prometheus-alertmanager"
-PACKAGES="$PACKAGES redis-server redis-sentinel redis-tools haproxy"
+PACKAGES="$PACKAGES redis-server redis-sentinel redis-tools haproxy prometheus-redis-exporter"
 
 # shellcheck source=scripts/derived-image.sh
 . "$(dirname "$0")/derived-image.sh"

@@ -11,7 +11,7 @@ import re
 
 import pytest
 import yaml
-from lab import GROUPS, prometheus
+from lab import GROUPS, MON, docker, prometheus
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "roles" / "monitoring" / "files" / "rules"
@@ -21,17 +21,47 @@ def api(path, query=None):
     return prometheus(path, query)
 
 
+# Runs on the monitoring host: GET an https URL verified with the platform CA, optionally with a client certificate.
+_TLS_GET = r"""
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile="/etc/hingecraft/pki/prometheus/ca.crt")
+if len(sys.argv) > 2:
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+with urllib.request.urlopen(sys.argv[1], timeout=10, context=ctx) as r:
+    sys.stdout.write(r.read().decode())
+"""
+
+
+def docker_fetch(url, cert=None, key=None):
+    return docker("exec", MON, "python3", "-c", _TLS_GET, url, *([cert, key] if cert else []), timeout=30, check=False)
+
+
 def test_every_exporter_target_is_up_over_https():
     targets = api("/api/v1/targets")["data"]["activeTargets"]
     down = [(t["labels"]["job"], t["labels"]["host"], t.get("lastError")) for t in targets if t["health"] != "up"]
     assert not down, down
     jobs = {t["labels"]["job"] for t in targets}
-    assert {"node", "postgres", "pgbouncer"} <= jobs, jobs
+    assert {"node", "postgres", "pgbouncer", "redis"} <= jobs, jobs
     for t in targets:
         if t["labels"]["job"] not in ("prometheus", "alertmanager"):
             assert t["scrapeUrl"].startswith("https://"), t["scrapeUrl"]
     pg_hosts = sorted(t["labels"]["host"] for t in targets if t["labels"]["job"] == "postgres")
     assert pg_hosts == sorted(GROUPS["postgresql"]), pg_hosts
+    # every Redis host's exporter scrapes its two instances and its Sentinel, each over TLS as the monitor user
+    redis = sorted((t["labels"]["host"], t["labels"]["redis"]) for t in targets if t["labels"]["job"] == "redis")
+    assert redis == sorted((h, r) for h in GROUPS["redis"] for r in ("cache", "sessions", "sentinel")), redis
+    up = {(s["metric"]["host"], s["metric"]["redis"]): s["value"][1]
+          for s in api("/api/v1/query", 'redis_up{job="redis"}')["data"]["result"]}
+    assert sorted(up) == redis and set(up.values()) == {"1"}, f"redis_up per target: {up}"
+
+
+def test_redis_exporter_answers_only_a_client_with_the_platform_certificate():
+    host = next(iter(GROUPS["redis"]))
+    url = f"https://{host}:9121/metrics"
+    with_cert = docker_fetch(url, "/etc/hingecraft/pki/prometheus/client.crt", "/etc/hingecraft/pki/prometheus/client.key")
+    assert with_cert.returncode == 0 and "redis_up" in with_cert.stdout, with_cert.stderr[-500:]
+    without = docker_fetch(url)
+    assert without.returncode != 0 and "redis_up" not in without.stdout, "the Redis exporter answered without a certificate"
 
 
 def test_every_rule_group_is_healthy():
@@ -64,6 +94,6 @@ def test_alert_inputs_exist():
     the anchors' common fault)."""
     names = set()
     for _alert, expr in _exprs():
-        names |= set(re.findall(r"\b((?:pg|pgbouncer|pgbackrest|node|hingecraft)_[a-zA-Z0-9_]+)\b", expr))
+        names |= set(re.findall(r"\b((?:pg|pgbouncer|pgbackrest|node|hingecraft|redis)_[a-zA-Z0-9_]+)\b", expr))
     missing = sorted(n for n in names if not api("/api/v1/query", f"count({n})")["data"]["result"])
     assert not [n for n in missing if n not in OPTIONAL_INPUTS], missing

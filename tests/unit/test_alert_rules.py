@@ -67,6 +67,8 @@ def test_rules_exist():
     "SlowQueries", "PgBouncerDown", "PgBouncerClientsWaiting", "PgpoolDown", "PgpoolNodeDetached",
     "PgpoolFailoverHappened", "PgpoolNoPrimary", "PgBackRestBackupTooOld", "WALArchiveFailing",
     "CertificateExpiresSoon", "DiskAlmostFull", "DiskFillingUp", "HighCPU", "MemoryPressure",
+    "RedisDown", "RedisReplicationLinkDown", "RedisMasterChanged", "RedisSentinelQuorumLost", "RedisMemoryNearMax",
+    "RedisEvicting", "RedisRejectedConnections",
 ])
 def test_required_alert_is_shipped(required):
     assert required in ALERTS
